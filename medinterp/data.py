@@ -813,7 +813,7 @@ def label_counts(self: CXRDataset) -> pd.DataFrame:
                         index=pd.Index(list(self._labels), name="label")).astype(int)
 
 @patch
-def _relpath(self: CXRDataset, p: str, start=None, up: bool = False) -> str:
+def relative_path(self: CXRDataset, p: str, start=None, up: bool = False) -> str:
     "`p` relative to `start` (default: the root) with '/' separators; absolute when outside it (unless `up`)."
     start = start if start is not None else self.root
     if start is None: return Path(p).as_posix()
@@ -827,7 +827,7 @@ def fingerprint(self: CXRDataset) -> str:
     "Content hash of ids, paths relative to the root, labels and metadata (patient ids excluded: salts vary)."
     df = self._index
     cols = ["id", *self._labels, *self._meta]
-    payload = {"columns": cols, "paths": [self._relpath(p) for p in df["path"]],
+    payload = {"columns": cols, "paths": [self.relative_path(p) for p in df["path"]],
                "values": [[_json_value(v) for v in df[c].tolist()] for c in cols]}
     return fingerprint(payload)
 
@@ -836,7 +836,7 @@ def to_csv(self: CXRDataset, path) -> Path:
     "Write the dataset in medinterp's generic CSV format (paths relative to the CSV's folder); returns the path."
     path = Path(path)
     folder = Path(os.path.abspath(path.parent))
-    out = pd.DataFrame({"id": self._index["id"], "path": [self._relpath(p, folder, up=True) for p in self._index["path"]],
+    out = pd.DataFrame({"id": self._index["id"], "path": [self.relative_path(p, folder, up=True) for p in self._index["path"]],
                         "patient_id": self._index["patient_id"]})
     for n in self._labels: out[LABEL_PREFIX + n] = self._index[n].astype("Int64")
     for c in self._meta: out[c] = self._index[c]

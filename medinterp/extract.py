@@ -145,7 +145,7 @@ def _index_frame(dataset: CXRDataset, start: int = 0, stop: int | None = None) -
     df = dataset.index.iloc[start:stop].reset_index(drop=True)
     clash = [c for c in RESERVED_COLUMNS if c in df.columns]
     if clash: raise ValueError(f"the dataset has column(s) {clash}, which the activation store reserves; rename them")
-    df["path"] = pd.array([dataset._relpath(p) for p in df["path"]], dtype="str")
+    df["path"] = pd.array([dataset.relative_path(p) for p in df["path"]], dtype="str")
     return df
 
 def _column_kinds(df: pd.DataFrame) -> list[list[str]]:
