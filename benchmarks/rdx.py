@@ -42,6 +42,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import load_note  # noqa: E402  (shared with the other benchmark scripts)
 
 GOAL_SPEEDUP = 5.0          # baseline time / rdx time
 GOAL_MEMORY = 1 / 3         # rdx peak memory / baseline peak memory
@@ -170,15 +172,6 @@ def _cpu_s() -> float:
     import resource
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
-
-
-def load_note() -> str:
-    "Machine load right now (other processes share the cores, so timings are noisy)."
-    try:
-        la = open("/proc/loadavg").read().split()[0]
-        psi = open("/proc/pressure/cpu").read().split()[1].split("=")[1]
-        return f"load {la}, CPU pressure {psi}%"
-    except (OSError, IndexError): return "load unknown"
 
 
 def rdx_version() -> str:

@@ -29,18 +29,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import load_note  # noqa: E402  (shared with the other benchmark scripts)
 
 GOAL_OVERHEAD = 1.10
 GOAL_FULL_S = 600.0
-
-
-def load_note() -> str:
-    "Machine load right now (other processes share the cores, so timings are noisy)."
-    try:
-        la = open("/proc/loadavg").read().split()[0]
-        psi = open("/proc/pressure/cpu").read().split()[1].split("=")[1]
-        return f"load {la}, CPU pressure {psi}%"
-    except (OSError, IndexError): return "load unknown"
 
 
 def plain_loop(d: int, m: int, k: int, lr: float, seed: int = 0):
