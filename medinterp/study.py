@@ -298,6 +298,10 @@ def _evaluate_sae(sae: SAE, store: ActivationStore, layer: str, pooling: str, ro
     return concepts, comparison, {j: {"concept": n.concept, "description": n.description, "evidence": n.evidence}
                                   for j, n in names.items()}
 
+def _default_run_name(layer: str, pooling: str, config: SAEConfig) -> str:
+    sparsity = f"l1{config.l1:g}" if config.architecture == "relu" else f"k{config.k}"
+    return f"{layer}-{pooling}-{config.architecture}-x{config.expansion}-{sparsity}"
+
 @patch
 def train_sae(self: Study, layer: str | None = None, config: SAEConfig | None = None, *, pooling: str = "auto",
               name: str | None = None, namer=None, top: int = 16, overwrite: bool = False, progress: bool = True) -> SAERun:
@@ -308,7 +312,7 @@ def train_sae(self: Study, layer: str | None = None, config: SAEConfig | None = 
     if layer not in store.layers: raise KeyError(f"no layer {layer!r} in the study; layers: {store.layers}")
     config = SAEConfig() if config is None else config
     pool = resolve_poolings(store, [layer], pooling)[layer]
-    name = _safe(name or f"{layer}-{pool}-{config.architecture}")
+    name = _safe(name or _default_run_name(layer, pool, config))
     folder = self.sae_dir / name
     rows, excluded = usable_rows(store, [layer], pool)
     ident = _sae_identity(store, layer, pool, rows)
