@@ -1,0 +1,99 @@
+"""The `medinterp` command: the demo end to end on a small --n (its printed findings are true of its study and its
+report), resumption, and one-line errors for wrong paths, formats, studies and an unreachable hub."""
+import json
+import os
+import subprocess
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from medinterp.cli import finding_lines, findings, main
+from medinterp.study import Study
+
+CALL = "import sys; from medinterp.cli import main; sys.exit(main(sys.argv[1:]))"
+
+
+def medinterp(*args, env=None):
+    e = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
+    return subprocess.run([sys.executable, "-c", CALL, *map(str, args)], capture_output=True, text=True, env=e, timeout=1200)
+
+
+def test_console_script_is_declared():
+    eps = [ep for ep in entry_points(group="console_scripts") if ep.name == "medinterp"]
+    assert eps and eps[0].value == "medinterp.cli:main"
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "demo"
+    r = medinterp("--quiet", "demo", "--out", out, "--n", 150, "--model-images", 200, "--model-steps", 40)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return out, r.stdout
+
+
+def test_demo_summary_is_true_of_its_study(demo_run):
+    out, stdout = demo_run
+    study = Study.open(out)
+    lines = stdout.splitlines()
+    assert lines[0].startswith(f"study {out}: 150 images, ")
+    table = findings(study)
+    for line in finding_lines(table): assert line in lines, (line, stdout)
+    assert json.loads((out / "findings.json").read_text()) == json.loads(table.to_json(orient="records"))
+    labels = study.store.labels
+    pairs = [f"{a}→{b}" for a, b in study.sweep.pairs]
+    for r in table.itertuples():                      # every number recomputed from the concept's members
+        if not r.pair: continue
+        c = study.sweep.concepts(pairs.index(r.pair), "10")[r.concept]
+        y = labels[r.label].to_numpy()[study.sweep.rows[c.members]]
+        assert c.size == r.size and np.isclose(np.nanmean(y), r.purity)
+        assert np.isclose(np.nanmean(labels[r.label].to_numpy()[study.sweep.rows]), r.overall)
+        if r.organised: assert r.purity >= 0.8 and r.q < 0.05
+
+
+def test_demo_writes_a_complete_study_and_report(demo_run):
+    out, stdout = demo_run
+    study = Study.open(out)
+    assert study.status()["present"].all(), study.status()
+    html = study.report_path.read_text(encoding="utf-8")
+    for a, b in study.sweep.pairs: assert a in html and b in html
+    assert f"report: {study.report_path}" in stdout
+
+
+def test_rerun_reuses_finished_stages(demo_run):
+    out, _ = demo_run
+    study = Study.open(out)
+    first = study.sweep.record["pairs"][0]["dir"]
+    stamp = (study.rdx_dir / first / "result.json").stat().st_mtime_ns
+    sae_stamp = (study.sae_dir / study.saes[0] / "sae.json").stat().st_mtime_ns
+    r = medinterp("--quiet", "demo", "--out", out, "--n", 150, "--model-images", 200, "--model-steps", 40)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert (study.rdx_dir / first / "result.json").stat().st_mtime_ns == stamp
+    assert (study.sae_dir / study.saes[0] / "sae.json").stat().st_mtime_ns == sae_stamp
+
+
+def test_user_errors_are_one_line(tmp_path, capsys):
+    from medinterp.phantoms import make_phantoms
+    imgs = make_phantoms(4, size=64, seed=0, out_dir=tmp_path / "imgs")
+    cases = [
+        (["run", "--backbone", "biomedclip", "--images", tmp_path / "missing", "--out", tmp_path / "a"], "image folder"),
+        (["run", "--backbone", "biomedclip", "--images", imgs.root, "--metadata", imgs.root / "metadata.csv",
+          "--format", "bogus", "--out", tmp_path / "b"], "unknown format"),
+        (["rdx", "--study", tmp_path / "imgs"], "not a medinterp study"),
+        (["report", "--study", tmp_path / "nothing"], "not a medinterp study"),
+    ]
+    for argv, needle in cases:
+        assert main([str(a) for a in argv]) == 2
+        err = capsys.readouterr().err.strip()
+        assert needle in err and len(err.splitlines()) == 1, err
+
+
+def test_unreachable_hub_fails_fast_with_advice(tmp_path):
+    from medinterp.phantoms import make_phantoms
+    imgs = make_phantoms(4, size=64, seed=0, out_dir=tmp_path / "imgs")
+    r = medinterp("run", "--backbone", "biomedclip", "--images", imgs.root, "--out", tmp_path / "s",
+                  env={"HF_HOME": str(tmp_path / "hf")})
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "local-dir" in r.stderr, r.stderr

@@ -1,0 +1,288 @@
+"""The HTML report and PNG export: self-contained (no external references, no network in a real browser), escaped,
+free of PHI, complete (every pair, direction and SAE), atomic; PNG export of grids and snapshots."""
+import base64
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import warnings
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import medinterp.report as report
+from medinterp.data import CXRDataset
+from medinterp.phantoms import make_phantoms
+from medinterp.rdx import RDXConfig, snapshot
+from medinterp.report import export_html, export_png
+from medinterp.sae import SAEConfig
+from medinterp.study import Study, StudyConfig
+from test_extract import tiny_backbone
+
+N = 40
+PAYLOAD = "<script>alert(1)</script>"          # planted everywhere text from data can reach the page
+LABEL = f"opacity{PAYLOAD}"
+RDX = RDXConfig(n_clusters=3, grid_size=4, mode="paper")      # paper mode: exactly 3 concepts per direction
+SAE_CFG = SAEConfig(architecture="topk", expansion=2, k=4, epochs=2, batch_size=16, seed=0)
+DIRECTIONS = ("10", "01")
+
+
+class Page(HTMLParser):
+    "Tags with their attributes, the text of every script element, and the page's text."
+    def __init__(self, text: str):
+        super().__init__(convert_charrefs=True)
+        self.tags, self.scripts, self.text, self._in = [], [], [], None
+        self.feed(text); self.close()
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+        if tag == "script": self._in = [dict(attrs), ""]
+
+    def handle_endtag(self, tag):
+        if tag == "script" and self._in is not None: self.scripts.append(tuple(self._in)); self._in = None
+
+    def handle_data(self, data):
+        if self._in is not None: self._in[1] += data
+        else: self.text.append(data)
+
+    @property
+    def ids(self): return {a["id"] for _, a in self.tags if "id" in a}
+    def refs(self): return [(t, k, a[k]) for t, a in self.tags for k in ("src", "href", "srcset", "action", "poster", "data") if k in a]
+    def images(self): return [a["src"] for t, a in self.tags if t == "img"]
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """A study with a planted payload in the study name, the dataset name, a label column, a metadata column and a
+    concept name, an unreadable image (row 7), an RDX sweep and one SAE; exported with default options."""
+    root = tmp_path_factory.mktemp("report")
+    ds = make_phantoms(N, size=64, seed=3, out_dir=root / "phantoms", flip=0.5, opacity=0.5)
+    with open(ds.paths[7], "wb") as f: f.write(b"not a png")
+    index = ds.index.rename(columns={"opacity": LABEL})
+    index["site"] = np.where(np.arange(N) % 2 == 0, PAYLOAD, "north & south")
+    ds = CXRDataset(index, [LABEL if n == "opacity" else n for n in ds.label_names], root=ds.root, name=f"phantoms{PAYLOAD}")
+    s = Study.create(root / "s", StudyConfig(name=f"t{PAYLOAD}", backbone="tiny", dataset=f"phantoms {PAYLOAD}", thumb_size=32))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        s.extract(ds, tiny_backbone(2), on_error="skip", pooling=("cls", "mean"), batch_size=8, progress=False)
+    sweep = s.run_rdx(RDX, progress=False)
+    s.train_sae(config=SAE_CFG, progress=False)
+    cs = sweep.concepts(0, "10")
+    cs.with_names({cs[0].key: f"named {PAYLOAD}"}).save(sweep.path / sweep.record["pairs"][0]["dir"] / "concepts_10", overwrite=True)
+    out = s.export_html(root / "report.html", progress=False)
+    return s, ds, out, out.read_text(encoding="utf-8")
+
+
+def _without_plotlyjs(page: str) -> str:
+    start = page.index('<script id="plotlyjs">') + len('<script id="plotlyjs">')
+    return page[:start] + page[page.index("</script>", start):]
+
+
+def test_payloads_stay_text(built):
+    s, ds, out, page = built
+    assert PAYLOAD not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    p = Page(page)
+    text = "".join(p.text)
+    for planted in (f"t{PAYLOAD}", f"named {PAYLOAD}", LABEL, f"phantoms{PAYLOAD}"):
+        assert planted in text, planted                         # shown, as text
+    # the only scripts: inlined plotly.js, the figure JSON and the page's own renderer; none has a src
+    kinds = [(a.get("id"), a.get("type")) for a, _ in p.scripts]
+    assert kinds[0] == ("plotlyjs", None) and kinds[-1] == (None, None)
+    assert all(t == "application/json" for _, t in kinds[1:-1]) and len(kinds) == 3
+    assert not any("src" in a for a, _ in p.scripts)
+    assert not any(k.lower().startswith("on") for _, a in p.tags for k in a)         # no event handlers
+    assert not any(PAYLOAD in body for a, body in p.scripts)     # not even inside the JSON
+    spec = json.loads(p.scripts[1][1])
+    assert spec["data"] and spec["layout"]
+
+
+def test_every_reference_is_inside_the_file(built):
+    _, _, _, page = built
+    p = Page(page)
+    refs = p.refs()
+    assert refs
+    for tag, attr, v in refs:
+        assert v.startswith("data:image/png;base64,") or v.startswith("#"), (tag, attr, v[:80])
+    targets = {v[1:] for _, _, v in refs if v.startswith("#")}
+    assert targets <= p.ids, targets - p.ids
+    assert not {"link", "iframe", "object", "embed", "base", "form", "audio", "video", "source"} & {t for t, _ in p.tags}
+    rest = _without_plotlyjs(page)
+    assert "url(" not in rest and "@import" not in rest
+    assert "http://" not in rest and "https://" not in rest and "//cdn" not in rest
+    csp = [a["content"] for t, a in p.tags if t == "meta" and a.get("http-equiv") == "Content-Security-Policy"]
+    assert csp and "default-src 'none'" in csp[0] and "connect-src 'none'" in csp[0]
+
+
+def test_plotlyjs_is_the_installed_bundle_verbatim(built):
+    """plotly.js holds URLs as strings (map tiles, topojson, docs) used only by map traces the report never draws; they
+    are the only URLs in the file, and the page's CSP would block them anyway."""
+    from plotly.offline import get_plotlyjs
+    _, _, _, page = built
+    body = [b for a, b in Page(page).scripts if a.get("id") == "plotlyjs"]
+    assert len(body) == 1 and body[0] == get_plotlyjs()
+    assert page.index('<meta http-equiv="Content-Security-Policy"') < page.index('<script id="plotlyjs">')
+
+
+def test_every_pair_direction_and_sae_is_present(built):
+    s, _, _, page = built
+    p, sw = Page(page), s.sweep
+    ids = p.ids
+    assert {"about", "provenance", "overview", "pairs", "sae", "contents", "overview-plot"} <= ids
+    for i, (a, b) in enumerate(sw.pairs):
+        for d in DIRECTIONS:
+            n = len(sw.concepts(i, d))
+            assert n == 3
+            assert f"pair-{i}-{d}" in ids
+            assert {f"pair-{i}-{d}-{j}" for j in range(n)} <= ids
+        assert f"{a} → {b}" in "".join(p.text)
+    run = s.sae_run()
+    assert "sae-0" in ids and sum(i.startswith("sae-0-latent-") for i in ids) == min(12, len(run.concepts()))
+    text = "".join(p.text)
+    for k in ("FVU", "L0", "dead latents", "best raw dim", "best latent"):
+        assert k in text
+
+
+def test_images_decode_as_png(built):
+    s, _, _, page = built
+    imgs = Page(page).images()
+    n_concepts = sum(len(s.sweep.concepts(i, d)) for i in range(len(s.sweep.pairs)) for d in DIRECTIONS)
+    assert len(imgs) == 2 * n_concepts + min(12, len(s.sae_run().concepts()))   # grid + snapshot per concept, latent grids
+    for src in imgs:
+        im = Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1], validate=True)))
+        assert im.format == "PNG" and im.size[0] > 32 and im.size[1] > 32
+        im.load()
+
+
+def test_no_phi(built):
+    s, ds, out, page = built
+    forbidden = {str(s.path), str(ds.root), "phantoms/images"}
+    forbidden |= set(map(str, ds.index["patient_id"])) | set(map(str, ds.index["path"])) | set(map(str, ds.ids))
+    forbidden |= {Path(p).name for p in ds.index["path"]}
+    found = [f for f in forbidden if f in page]
+    assert not found, found[:5]
+    assert ".png" not in _without_plotlyjs(page)                  # plotly.js itself names a default "newplot.png"
+    left_out = page[page.index("<summary>rows left out (1)</summary>"):]
+    assert '<td class="num">7</td><td>no activations (unreadable or not extracted)</td>' in left_out[:600]   # by row number
+
+
+def test_include_ids_shows_image_ids_but_never_patients_or_paths(built, tmp_path):
+    s, ds, _, _ = built
+    page = export_html(s, tmp_path / "ids.html", include_ids=True, max_concepts=1, snapshots=False, max_latents=1,
+                       progress=False).read_text(encoding="utf-8")
+    assert ds.ids[7] in page                                       # the excluded row, by id
+    assert not any(str(v) in page for v in ds.index["patient_id"])
+    assert str(ds.root) not in page and not any(Path(p).name in page for p in ds.index["path"])
+
+
+def test_size_options(built, tmp_path):
+    s, _, full, _ = built
+    small = export_html(s, tmp_path / "small.html", max_concepts=1, max_latents=2, snapshots=False, thumb_px=24,
+                        progress=False)
+    page = small.read_text(encoding="utf-8")
+    n_dirs = 2 * len(s.sweep.pairs)
+    assert len(Page(page).images()) == n_dirs + 2
+    assert "Showing the 1 strongest of 3 concepts" in page
+    assert small.stat().st_size < full.stat().st_size
+    with pytest.warns(UserWarning, match="over size_budget_mb"):
+        export_html(s, tmp_path / "big.html", size_budget_mb=1, progress=False)
+    with pytest.raises(ValueError, match="max_concepts"): export_html(s, tmp_path / "x.html", max_concepts=-1)
+    with pytest.raises(ValueError, match="thumb_px"): export_html(s, tmp_path / "x.html", thumb_px=4)
+
+
+def test_a_study_with_activations_only(tmp_path):
+    ds = make_phantoms(12, size=64, seed=5, out_dir=tmp_path / "ph")
+    s = Study.create(tmp_path / "s", StudyConfig(name="bare", thumb_size=24))
+    s.extract(ds, tiny_backbone(1), pooling=("cls",), batch_size=8, progress=False)
+    page = s.export_html(progress=False).read_text(encoding="utf-8")          # default: <study>/report.html
+    assert "No layer overview yet" in page and "No RDX sweep yet" in page and "No SAE yet" in page
+    assert bool(s.status().set_index("part").loc["report", "present"])
+    assert all(v.startswith("#") for _, _, v in Page(page).refs())
+
+
+def test_export_is_atomic(built, tmp_path, monkeypatch):
+    s, _, _, _ = built
+    target = tmp_path / "r.html"
+    target.write_text("old")
+    def boom(*a, **k): raise RuntimeError("interrupted")
+    monkeypatch.setattr(report, "_sae_section", boom)
+    with pytest.raises(RuntimeError, match="interrupted"): export_html(s, target, progress=False)
+    assert target.read_text() == "old" and os.listdir(tmp_path) == ["r.html"]
+
+
+def test_export_png_grid_and_snapshot(built, tmp_path):
+    s, ds, _, _ = built
+    sw = s.sweep
+    cs = sw.concepts(0, "01")
+    g = export_png(cs, tmp_path / "g.png", key=cs[1].key, study=s)
+    im = np.asarray(Image.open(g))
+    k = int(np.ceil(np.sqrt(len(cs[1].grid))))
+    assert im.shape[1] == k * (32 + 2) + 2 and im.shape[2] == 3
+    gf = export_png(cs, tmp_path / "gf.png", study=s, full=True, size=64)
+    assert Image.open(gf).size[0] == int(np.ceil(np.sqrt(len(cs[0].grid)))) * 66 + 2
+    a, b = sw.pairs[0]
+    snap = snapshot(s.representation(a), s.representation(b), sw.result(0), int(cs[0].grid[0]), "01")
+    p = export_png(snap, tmp_path / "snap.png", study=s)
+    assert Image.open(p).format == "PNG" and len(np.unique(np.asarray(Image.open(p)).reshape(-1, 3), axis=0)) > 50
+    with pytest.raises(TypeError, match="Concepts"): export_png(object(), tmp_path / "x.png")
+    with pytest.raises(ValueError, match="study= or images="): export_png(cs, tmp_path / "x.png")
+
+
+# --- a real browser --------------------------------------------------------------------------------------------
+
+def _chromium():
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        p = shutil.which(name)
+        if p: return p
+    return "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
+
+
+_PROBE = """<script>
+window.__violations = [];
+document.addEventListener('securitypolicyviolation', function(e){ window.__violations.push(e.violatedDirective + ' ' + e.blockedURI); });
+window.addEventListener('load', function(){ setTimeout(function(){
+  var r = performance.getEntriesByType('resource').map(function(e){ return e.name; });
+  document.documentElement.setAttribute('data-probe', JSON.stringify({resources: r, violations: window.__violations}));
+}, 1500); });
+</script>"""
+
+
+def _browser(html_file: Path, tmp: Path, *args, timeout=120) -> subprocess.CompletedProcess:
+    exe = _chromium()
+    if exe is None: pytest.skip("Chromium is not installed (apt-get install chromium)")
+    cmd = [exe, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           "--disable-default-apps", "--disable-extensions", f"--user-data-dir={tmp / 'profile'}",
+           "--proxy-server=127.0.0.1:9", "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost",
+           "--virtual-time-budget=15000", *args, html_file.as_uri()]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
+def test_chromium_renders_offline(built, tmp_path):
+    "Headless Chromium, networking off: plotly draws, nothing is fetched or blocked, and the screenshot is a page."
+    _, _, out, page = built
+    probed = tmp_path / "probed.html"      # the report plus a probe recording resource loads and CSP violations
+    head = page.index("<title>")
+    probed.write_text(page[:head] + _PROBE + page[head:], encoding="utf-8")
+    dom = _browser(probed, tmp_path, "--dump-dom")
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert 'data-plots="rendered"' in dom.stdout, dom.stdout[-500:]
+    assert 'class="main-svg"' in dom.stdout                         # plotly's SVG exists
+    m = re.search(r"data-probe=\"([^\"]*)\"", dom.stdout)
+    assert m, "the probe did not run"
+    import html as _html
+    probe = json.loads(_html.unescape(m.group(1)))
+    assert probe == {"resources": [], "violations": []}, probe
+    shot = tmp_path / "shot.png"
+    r = _browser(out, tmp_path, f"--screenshot={shot}", "--window-size=1280,2000", "--hide-scrollbars")
+    assert shot.is_file(), r.stderr[-2000:]
+    im = np.asarray(Image.open(shot).convert("RGB"))
+    assert im.shape[:2] == (2000, 1280)
+    colours = len(np.unique(im.reshape(-1, 3), axis=0))
+    assert colours > 200, colours                                   # text, table rules, figure, not a blank page
+    assert (im < 128).any(axis=2).mean() > 0.005                    # some dark ink
