@@ -8,8 +8,9 @@ size of a BiomedCLIP layer study.
    statistics), once with kernels="dense" (the same products as the plain loop: the framework's overhead) and once with
    kernels="sparse" (the default on CPU at this size). Both use the same Adam (fused where available), the same
    learning rate and the same batches; the implementations alternate in rounds and the medians per step are reported.
-   A last row times the sparse step with 10 % of the latents dead, i.e. with the AuxK loss active (a fresh SAE has no
-   dead latents, so the other rows never pay for AuxK). Goal: medinterp / plain <= 1.10.
+   A further row times the sparse step with 10 % of the latents dead, i.e. with the AuxK loss active (a fresh SAE has
+   no dead latents, so the other rows never pay for AuxK), and a last one the Matryoshka BatchTopK step (sparse, default
+   prefixes 1/32, 1/8, 1/2 and all of m: one reconstruction loss per prefix). Goal: medinterp / plain <= 1.10.
 2. A full run: `train_sae` on 100,000 x 768 synthetic activations (a planted sparse dictionary of 8,192 atoms, 24
    active per row, exponential coefficients, plus noise and a mean offset), default config (TopK, expansion 8,
    k 32, batch 1,024, 10 % held out) for `--epochs` epochs (default 1, i.e. 87 steps); the time includes
@@ -60,10 +61,11 @@ def plain_loop(d: int, m: int, k: int, lr: float, seed: int = 0):
     return step
 
 
-def medinterp_step(d: int, k: int, expansion: int, kernels: str, n_train: int, dead_fraction: float = 0.0):
+def medinterp_step(d: int, k: int, expansion: int, kernels: str, n_train: int, dead_fraction: float = 0.0,
+                   architecture: str = "topk"):
     "`SAETrainer.step` of a fresh SAE (optionally with a fraction of its latents marked dead)."
     from medinterp.sae import SAE, SAEConfig, SAETrainer
-    cfg = SAEConfig(architecture="topk", expansion=expansion, k=k, device="cpu", kernels=kernels)
+    cfg = SAEConfig(architecture=architecture, expansion=expansion, k=k, device="cpu", kernels=kernels)
     sae = SAE(d, cfg)
     tr = SAETrainer(sae, n_train=n_train, total_steps=10 ** 6)
     if dead_fraction:
@@ -89,7 +91,9 @@ def step_times(d: int, expansion: int, k: int, batch: int, rounds: int, steps: i
     impls = {"plain PyTorch TopK (dense)": plain_loop(d, m, k, lr),
              "medinterp SAETrainer, dense kernels": medinterp_step(d, k, expansion, "dense", 10 ** 6)[0],
              "medinterp SAETrainer, sparse kernels": medinterp_step(d, k, expansion, "sparse", 10 ** 6)[0],
-             "medinterp sparse + AuxK (10 % dead)": medinterp_step(d, k, expansion, "sparse", 10 ** 6, 0.10)[0]}
+             "medinterp sparse + AuxK (10 % dead)": medinterp_step(d, k, expansion, "sparse", 10 ** 6, 0.10)[0],
+             "medinterp Matryoshka BatchTopK, sparse": medinterp_step(d, k, expansion, "sparse", 10 ** 6,
+                                                                      architecture="matryoshka")[0]}
     for f in impls.values():                                           # warm-up (allocator, fused Adam state)
         for x in xs[:2]: f(x)
     times = {name: [] for name in impls}

@@ -27,10 +27,10 @@ from .core import select_device
 
 # %% auto #0
 __all__ = ['POOLINGS', 'LAYOUTS', 'INTERPOLATIONS', 'RESIZE_MODES', 'BIOMEDCLIP', 'ALIASES', 'HUB_PROBE_TIMEOUT',
-           'OPEN_CLIP_WEIGHT_FILES', 'vit_layers', 'pool', 'weights_fingerprint', 'Backbone', 'list_layers', 'capture',
-           'Preprocess', 'register_backbone', 'backbone_schemes', 'open_clip_layers', 'select_layers',
-           'backbone_from_module', 'WeightsUnavailableError', 'load_backbone', 'load_timm', 'build_open_clip_visual',
-           'load_open_clip_visual', 'load_open_clip']
+           'OPEN_CLIP_WEIGHT_FILES', 'BIOMEDCLIP_VISION_CFG', 'vit_layers', 'pool', 'weights_fingerprint', 'Backbone',
+           'list_layers', 'capture', 'Preprocess', 'register_backbone', 'backbone_schemes', 'open_clip_layers',
+           'select_layers', 'backbone_from_module', 'WeightsUnavailableError', 'load_backbone', 'load_timm',
+           'build_open_clip_visual', 'load_open_clip_visual', 'load_open_clip', 'write_biomedclip_shaped']
 
 # %% ../nbs/03_models.ipynb #433d22dd
 def vit_layers(module: nn.Module, trunk: str = "") -> dict[str, str]:
@@ -730,3 +730,27 @@ def load_open_clip(spec: str, device="cpu", *, vision_cfg: dict | None = None, r
 register_backbone("open_clip", load_open_clip)
 register_backbone("hf-hub", lambda spec, device="cpu", **kw: load_open_clip(f"hf-hub:{spec}", device, **kw))
 register_backbone("local-dir", lambda spec, device="cpu", **kw: load_open_clip(f"local-dir:{spec}", device, **kw))
+
+# %% ../nbs/03_models.ipynb #73fc207a
+BIOMEDCLIP_VISION_CFG = {"timm_model_name": "vit_base_patch16_224", "timm_model_pretrained": False, "timm_pool": "",
+                         "timm_proj": "linear", "image_size": 224}  # as in BiomedCLIP's open_clip_config.json
+
+def write_biomedclip_shaped(folder, *, seed: int = 0, overwrite: bool = False) -> Path:
+    """Write an open_clip `local-dir:` checkpoint folder (`open_clip_config.json`, `open_clip_model.safetensors`) with
+    BiomedCLIP's vision config and preprocessing, a tiny text tower and random weights drawn from `seed` (the global
+    torch RNG is left unchanged). Atomic; an existing `folder` needs `overwrite=True`. Returns the folder."""
+    import open_clip
+    from safetensors.torch import save_file
+    from medinterp.core import atomic_dir, make_rng_seed
+    seed, folder = make_rng_seed(seed), Path(folder).expanduser()
+    model_cfg = {"embed_dim": 512, "vision_cfg": dict(BIOMEDCLIP_VISION_CFG), "text_cfg": dict(_TINY_TEXT_CFG)}
+    pp_cfg = {"mean": list(open_clip.OPENAI_DATASET_MEAN), "std": list(open_clip.OPENAI_DATASET_STD)}
+    with atomic_dir(folder, overwrite=overwrite) as tmp:
+        (tmp / "open_clip_config.json").write_text(json.dumps({"model_cfg": model_cfg, "preprocess_cfg": pp_cfg},
+                                                              indent=2), encoding="utf-8")
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = open_clip.CLIP(**model_cfg)
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp / "open_clip_model.safetensors"),
+                  metadata={"medinterp": f"BiomedCLIP-shaped, random weights, seed {seed}"})  # one key: same bytes
+    return folder

@@ -23,7 +23,8 @@ from torch import nn
 
 import medinterp.models as M
 from medinterp.models import (BIOMEDCLIP, Backbone, Preprocess, WeightsUnavailableError, backbone_schemes, capture,
-                              list_layers, load_backbone, open_clip_layers, register_backbone, weights_fingerprint)
+                              list_layers, load_backbone, open_clip_layers, register_backbone, weights_fingerprint,
+                              write_biomedclip_shaped)
 
 TINY_TEXT = {"context_length": 2, "vocab_size": 2, "width": 8, "heads": 1, "layers": 1}
 BIOMEDCLIP_VISION = {"timm_model_name": "vit_base_patch16_224", "timm_model_pretrained": False, "timm_pool": "",
@@ -93,6 +94,38 @@ def test_biomedclip_shaped_local_dir_round_trip(tmp_path):
     assert list_layers(bb2) == list_layers(bb) and bb2.preprocess_info["mean"] == BIOMEDCLIP_PP["mean"]
     with torch.no_grad(): torch.testing.assert_close(bb2(x[:1]), ref_emb[:1], atol=1e-5, rtol=0)
     assert time.perf_counter() - t0 < 120  # a guard (normally ~10-20 s on 2 cores), not a benchmark
+
+
+def test_write_biomedclip_shaped(tmp_path, monkeypatch):
+    """The helper's checkpoint loads as BiomedCLIP's tower; same seed -> the same bytes, another seed -> other weights;
+    the global torch RNG is untouched; existing folders are refused; a failed write leaves nothing. Three ~340 MB
+    writes (a, b, b again), each a few seconds."""
+    import filecmp
+    state = torch.random.get_rng_state()
+    a = write_biomedclip_shaped(tmp_path / "a", seed=0)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert sorted(p.name for p in a.iterdir()) == ["open_clip_config.json", "open_clip_model.safetensors"]
+    bb = load_backbone(f"local-dir:{a}")
+    assert bb.default_layers == ("pre_trunk", *(f"trunk.blocks.{i}" for i in range(12)))
+    assert bb.meta["model_cfg"]["vision_cfg"] == BIOMEDCLIP_VISION and bb.image_size == 224
+    assert bb.preprocess_info["mean"] == BIOMEDCLIP_PP["mean"] and bb.preprocess_info["std"] == BIOMEDCLIP_PP["std"]
+    with torch.no_grad(), capture(bb, ["pre_trunk", "trunk.blocks.11"]) as acts: bb(bb.batch(images(1)))
+    assert acts[("trunk.blocks.11", "cls")].shape == (1, 768) and acts[("pre_trunk", "cls")].shape == (1, 768)
+    with pytest.raises(FileExistsError, match="already exists"): write_biomedclip_shaped(a)
+
+    b = write_biomedclip_shaped(tmp_path / "b", seed=1)
+    assert load_backbone(f"local-dir:{b}").weights_fingerprint != bb.weights_fingerprint
+    assert write_biomedclip_shaped(b, seed=0, overwrite=True) == b
+    assert filecmp.cmp(a / "open_clip_model.safetensors", b / "open_clip_model.safetensors", shallow=False)
+    assert load_backbone(f"local-dir:{b}").weights_fingerprint == bb.weights_fingerprint
+
+    def boom(**kw): raise RuntimeError("interrupted")                  # fails after the config file is written
+    monkeypatch.setattr(open_clip, "CLIP", boom)
+    with pytest.raises(RuntimeError, match="interrupted"): write_biomedclip_shaped(tmp_path / "c")
+    with pytest.raises(RuntimeError, match="interrupted"): write_biomedclip_shaped(b, overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b"]    # no partial folder; b is intact
+    assert filecmp.cmp(a / "open_clip_model.safetensors", b / "open_clip_model.safetensors", shallow=False)
+    assert torch.equal(torch.random.get_rng_state(), state)
 
 
 def _fake_hub_cache(cache: Path, repo: str, files: dict):
