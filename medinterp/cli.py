@@ -105,7 +105,7 @@ def analyse(study: Study, *, rdx_config: RDXConfig | None = None, sae_config: SA
     study.train_sae(sae_layer, sae_config, progress=progress)
     table = findings(study)
     write_json_atomic(study.path / "findings.json", json.loads(table.to_json(orient="records")))
-    if report: study.export_html()
+    if report: study.export_html(progress=progress)
     return table
 
 DEMO_SAE = SAEConfig(architecture="topk", expansion=8, k=8, batch_size=256, epochs=40, seed=0)
@@ -227,7 +227,7 @@ def _dispatch(a, progress: bool) -> tuple[Study, pd.DataFrame | None]:
         s.run_rdx(_rdx_config(a), progress=progress); return s, findings(s)
     if a.command == "sae":
         s.train_sae(a.layer, _sae_config(a), progress=progress); return s, None
-    s.export_html(a.html)
+    s.export_html(a.html, progress=progress)
     return s, None
 
 def main(argv=None) -> int:
