@@ -26,7 +26,8 @@ import medinterp
 # %% auto #0
 __all__ = ['SeedLike', 'DATA_ENV', 'PRECISIONS', 'to_jsonable', 'dumps', 'fingerprint', 'Config', 'make_rng', 'spawn_rngs',
            'make_rng_seed', 'derive_seed', 'torch_generator', 'data_dir', 'data_path', 'select_device', 'autocast',
-           'write_text_atomic', 'write_json_atomic', 'atomic_dir', 'provenance', 'save_config', 'load_config']
+           'write_bytes_atomic', 'write_text_atomic', 'write_json_atomic', 'atomic_dir', 'provenance', 'save_config',
+           'load_config']
 
 # %% ../nbs/00_core.ipynb #305eb72f
 def to_jsonable(obj):
@@ -214,16 +215,25 @@ def autocast(device, precision: str = "float32"):
     return torch.autocast(device_type=dev.type, dtype=getattr(torch, precision))
 
 # %% ../nbs/00_core.ipynb #008766d7
-def write_text_atomic(path, text: str) -> Path:
-    "Write `text` to `path` via a temporary file in the same folder and an atomic rename."
+def _umask() -> int:
+    m = os.umask(0); os.umask(m); return m
+
+def write_bytes_atomic(path, data: bytes) -> Path:
+    """Write `data` to `path` via a temporary file in the same folder and an atomic rename (the file gets the
+    permissions a plain `open` would give it, i.e. 0o666 minus the umask)."""
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f: f.write(text)
+        with os.fdopen(fd, "wb") as f: f.write(data)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True); raise
     return path
+
+def write_text_atomic(path, text: str) -> Path:
+    "Write `text` (UTF-8) to `path` atomically, as `write_bytes_atomic`."
+    return write_bytes_atomic(path, text.encode("utf-8"))
 
 def write_json_atomic(path, obj, indent: int = 2) -> Path:
     "Write `obj` as canonical JSON to `path` atomically."
@@ -236,6 +246,7 @@ def atomic_dir(path, overwrite: bool = False):
     if path.exists() and not overwrite: raise FileExistsError(f"{path} already exists (pass overwrite=True)")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+    os.chmod(tmp, 0o777 & ~_umask())                  # mkdtemp's 0o700 would hide the artifact from collaborators
     try:
         yield tmp
     except BaseException:

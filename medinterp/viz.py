@@ -10,14 +10,13 @@ import functools
 import html
 import io
 import math
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from .core import write_bytes_atomic
 from .data import CXRDataset
 from .phantoms import PhantomSet
 
@@ -385,16 +384,8 @@ def snapshot_html(snap, images, title: str | None = None, *, size: int = 96, n: 
 
 # %% ../nbs/12_viz.ipynb #29c64b5b
 def save_png(arr, path) -> Path:
-    "Write `png_bytes(arr)` to `path` atomically; returns the path."
-    data, path = png_bytes(arr), Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f: f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True); raise
-    return path
+    "Write `png_bytes(arr)` to `path` atomically (`core.write_bytes_atomic`); returns the path."
+    return write_bytes_atomic(path, png_bytes(arr))
 
 # %% ../nbs/12_viz.ipynb #c1112fb1
 def _finite_matrix(X, what: str) -> np.ndarray:

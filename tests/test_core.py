@@ -93,3 +93,18 @@ def test_atomic_writes_leave_nothing_half_written(tmp_path):
     assert load_config(tmp_path / "a", Inner) == Inner(0.1, 2.0)
     with pytest.raises(ValueError, match="holds a Inner"):
         load_config(tmp_path / "a", Outer)
+
+
+def test_atomic_artifacts_get_ordinary_permissions(tmp_path):
+    "Atomic writes go through mkstemp/mkdtemp (0o600/0o700); the results must be as shareable as a plain open()."
+    import os
+    from medinterp.core import atomic_dir, write_bytes_atomic, write_text_atomic
+    old = os.umask(0o022)
+    try:
+        f = write_text_atomic(tmp_path / "a.txt", "x")
+        g = write_bytes_atomic(tmp_path / "b.bin", b"x")
+        with atomic_dir(tmp_path / "d") as d: (d / "inner.txt").write_text("y")
+        assert (f.stat().st_mode & 0o777, g.stat().st_mode & 0o777) == (0o644, 0o644)
+        assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755
+    finally:
+        os.umask(old)
