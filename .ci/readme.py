@@ -18,7 +18,7 @@ def render() -> str:
         if not src:
             continue
         if cell["cell_type"] == "markdown":
-            parts.append(src)
+            parts.append(src.replace("](images/", "](nbs/images/"))   # pictures live beside the notebook
         elif cell["cell_type"] == "code":
             lines = src.splitlines()
             directives = [l for l in lines if l.startswith("#|")]

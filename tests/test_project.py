@@ -7,17 +7,24 @@ import sys
 from conftest import ROOT
 
 
-def readme_blocks(lang: str) -> list[str]:
+def readme_block(section: str, lang: str = "sh") -> str:
+    "The first `lang` code block under the README heading `## {section}`."
     text = (ROOT / "README.md").read_text(encoding="utf-8")
-    return [b.strip() for b in re.findall(rf"```{lang}\n(.*?)```", text, flags=re.S)]
+    part = re.split(r"^## ", text, flags=re.M)
+    body = next(p for p in part if p.startswith(section + "\n"))
+    return re.findall(rf"```{lang}\n(.*?)```", body, flags=re.S)[0].strip()
 
 
 def test_ci_runs_the_readme_commands():
-    setup, test = readme_blocks("sh")[:2]
+    setup, test = readme_block("Set up"), readme_block("Test")
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
     for cmd in setup.splitlines() + test.splitlines():
         assert cmd in ci, f"README command not run verbatim by .ci/run: {cmd!r}"
     assert ci[-1] == test.splitlines()[-1], "CI must end with the README's test command (pytest)"
+
+
+def test_readme_main_command_is_the_demo():
+    assert readme_block("Main command") == "medinterp demo"     # tests/test_cli.py runs it on a small --n
 
 
 def test_readme_is_rendered_from_index():
