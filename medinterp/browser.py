@@ -731,14 +731,15 @@ class _Tiles:
         self.rows = [None] * n
         self.images = [W.Image(format="png", layout=W.Layout(width=f"{px}px", height=f"{px}px")) for _ in range(n)]
         self.captions = [W.HTML(layout=W.Layout(width=f"{px}px", overflow="hidden")) for _ in range(n)]
-        bw = W.Layout(width=f"{max(px // 2 - 2, 30)}px", padding="0px", height="24px")
+        bw = W.Layout(width=f"{max(px // 2 - 4, 30)}px", padding="0px", margin="0px 1px", height="24px")
         self.probe_buttons = [W.Button(description="probe", tooltip="show this image's snapshot", layout=bw) for _ in range(n)]
         self.enlarge_buttons = [W.Button(description="⤢", tooltip="enlarge", layout=bw) for _ in range(n)]
         for k in range(n):
             if on_probe: self.probe_buttons[k].on_click(lambda _b, k=k: self.rows[k] is not None and on_probe(self.rows[k]))
             self.enlarge_buttons[k].on_click(lambda _b, k=k: self.rows[k] is not None and on_enlarge(self.rows[k]))
         self.tiles = [W.VBox([self.images[k], self.captions[k],
-                              W.HBox(([self.probe_buttons[k]] if on_probe else []) + [self.enlarge_buttons[k]])],
+                              W.HBox(([self.probe_buttons[k]] if on_probe else []) + [self.enlarge_buttons[k]],
+                                     layout=W.Layout(width=f"{px}px", overflow="hidden"))],
                              layout=W.Layout(border="3px solid transparent", padding="1px")) for k in range(n)]
         self.widget = W.GridBox(self.tiles, layout=W.Layout(grid_template_columns=f"repeat({ncols}, {px + 10}px)", grid_gap="4px"))
 
@@ -773,7 +774,8 @@ class Browser:
         self.pair_select = W.Dropdown(options=[p for p, d in zip(m.pairs, m.done) if d], description="layer pair")
         self.overview_figure = self._overview_figure()
         self.direction_toggle = W.ToggleButtons(options=[("new in deeper layer", "10"), ("lost in deeper layer", "01")],
-                                                tooltips=["clustered in b, scattered in a", "clustered in a, scattered in b"])
+                                                tooltips=["clustered in b, scattered in a", "clustered in a, scattered in b"],
+                                                style={"button_width": "170px"})
         self.direction_text = W.HTML()
         # concepts, notes, grid
         self.concept_list = W.Select(options=[], rows=10, layout=W.Layout(width="430px"))

@@ -422,14 +422,17 @@ def project(X, method: str = "pca", *, seed: int = 0, n_neighbors: int = 15) -> 
     raise ValueError(f"method must be 'pca' or 'umap', got {method!r}")
 
 def align_2d(ref, P) -> np.ndarray:
-    "P moved onto `ref` (same shape, N×k) by the least-squares rotation/reflection, scale and translation."
+    """P moved onto `ref` (same shape, N×k): the least-squares rotation/reflection and translation, and the scale that
+    gives P the spread of `ref`. (The least-squares scale would shrink a layer that agrees little with `ref` towards a
+    point; matching the spread keeps both panels of a side-by-side figure the same size, and still recovers an exact
+    rotated, scaled, reflected and translated copy.)"""
     ref, P = _finite_matrix(ref, "ref"), _finite_matrix(P, "P")
     if ref.shape != P.shape: raise ValueError(f"ref and P must have the same shape, got {ref.shape} and {P.shape}")
     mr, mp = ref.mean(0), P.mean(0)
     P0 = P - mp
     U, S, Vt = np.linalg.svd(P0.T @ (ref - mr))
     norm = float((P0 ** 2).sum())
-    scale = S.sum() / norm if norm > 0 else 0.0
+    scale = np.sqrt(float(((ref - mr) ** 2).sum()) / norm) if norm > 0 else 0.0
     return scale * P0 @ (U @ Vt) + mr
 
 # %% ../nbs/12_viz.ipynb #1936e415

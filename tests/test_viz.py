@@ -353,3 +353,12 @@ def test_side_by_side_shares_rows_and_colours():
     np.testing.assert_allclose(np.c_[raw.data[2].x, raw.data[2].y], Pb[np.asarray(raw.data[2].customdata)])
     with pytest.raises(ValueError, match="same rows"):
         side_by_side_figure(Pa, Pb[:10])
+
+
+def test_align_2d_keeps_the_spread_of_an_unrelated_layer():
+    "A least-squares scale would shrink an unrelated layer towards a point; the aligned panel keeps ref's spread."
+    rng = np.random.default_rng(0)
+    ref, P = rng.normal(size=(200, 2)), 5 * rng.normal(size=(200, 2)) + 3
+    Q = align_2d(ref, P)
+    np.testing.assert_allclose(((Q - Q.mean(0)) ** 2).sum(), ((ref - ref.mean(0)) ** 2).sum())
+    np.testing.assert_allclose(Q.mean(0), ref.mean(0), atol=1e-12)
