@@ -740,7 +740,8 @@ class _Tiles:
         self.tiles = [W.VBox([self.images[k], self.captions[k],
                               W.HBox(([self.probe_buttons[k]] if on_probe else []) + [self.enlarge_buttons[k]],
                                      layout=W.Layout(width=f"{px}px", overflow="hidden"))],
-                             layout=W.Layout(border="3px solid transparent", padding="1px")) for k in range(n)]
+                             layout=W.Layout(border="3px solid transparent", padding="1px", overflow="hidden"))
+                      for k in range(n)]
         self.widget = W.GridBox(self.tiles, layout=W.Layout(grid_template_columns=f"repeat({ncols}, {px + 10}px)", grid_gap="4px"))
 
     def show(self, rows, png, captions=None, highlight=None):
