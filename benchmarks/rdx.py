@@ -187,6 +187,13 @@ def _config(mode: str):
     return RDXConfig(mode=mode)
 
 
+def _worker_inputs(data: Path, mode: str, threads: int):
+    "What every worker process starts from: (rdx version, config, A, B, RSS in MiB before running)."
+    import numpy as np
+    _set_threads(threads)
+    return rdx_version(), _config(mode), np.load(data / "A.npy"), np.load(data / "B.npy"), _rss_mib()
+
+
 def dense_worker(kind: str, data: Path, mode: str, repeats: int, threads: int):
     "Fresh process: time `repeats` runs of one implementation after a warm-up; print one JSON line."
     import gc
@@ -196,11 +203,7 @@ def dense_worker(kind: str, data: Path, mode: str, repeats: int, threads: int):
     import scipy.sparse.linalg                      # noqa: F401
     import sklearn.cluster                          # noqa: F401
     from medinterp.rdx import rdx
-    version = rdx_version()
-    _set_threads(threads)
-    cfg = _config(mode)
-    A, B = np.load(data / "A.npy"), np.load(data / "B.npy")
-    pre = _rss_mib()
+    version, cfg, A, B, pre = _worker_inputs(data, mode, threads)
     times, stages = [], []
     for r in range(repeats + 1):
         st = {}
@@ -231,11 +234,7 @@ def large_worker(data: Path, mode: str, landmarks: int, threads: int):
     import resource
     import numpy as np
     from medinterp.rdx import rdx_large
-    version = rdx_version()
-    _set_threads(threads)
-    cfg = _config(mode)
-    A, B = np.load(data / "A.npy"), np.load(data / "B.npy")
-    pre = _rss_mib()
+    version, cfg, A, B, pre = _worker_inputs(data, mode, threads)
     print(f"    rdx_large(N={len(A)}, landmarks={landmarks}) started (RSS {pre:.0f} MiB); exact landmark rank rows "
           f"first, then image blocks", file=sys.stderr, flush=True)
     t0 = time.perf_counter()

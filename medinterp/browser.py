@@ -270,6 +270,14 @@ def _pair_index(self: BrowserModel, pair) -> int:
     if not self.done[i]: raise ValueError(f"layer pair {self.pairs[i]} has no finished RDX result: rerun study.run_rdx()")
     return i
 
+@patch
+def _where(self: BrowserModel, pair=None, direction: str | None = None) -> tuple[int, str]:
+    "(pair index, direction) of `pair` and `direction`, the current ones where None; both validated."
+    i = self.pair_index if pair is None else self._pair_index(pair)
+    d = self.state["direction"] if direction is None else direction
+    if d not in DIRECTIONS: raise ValueError(f"direction must be '10' or '01', got {d!r}")
+    return i, d
+
 @patch(as_prop=True)
 def pair_index(self: BrowserModel) -> int: return self.pairs.index(self.state["pair"])
 
@@ -346,9 +354,7 @@ def select_probe(self: BrowserModel, row, *, follow: bool = True):
 @patch
 def concepts(self: BrowserModel, pair=None, direction: str | None = None) -> pd.DataFrame:
     "The concept list of `pair` and `direction` (default: the current ones), strongest first (`CONCEPT_COLUMNS`)."
-    i = self.pair_index if pair is None else self._pair_index(pair)
-    d = self.state["direction"] if direction is None else direction
-    if d not in DIRECTIONS: raise ValueError(f"direction must be '10' or '01', got {d!r}")
+    i, d = self._where(pair, direction)
     return self._lists[i, d].copy()
 
 @patch
@@ -451,9 +457,7 @@ def affinity_path(self: BrowserModel, pair=None) -> Path:
 @patch
 def affinity_scores(self: BrowserModel, pair=None, direction: str | None = None) -> np.ndarray:
     "Neighbourhood affinity of every sweep image (k nearest in the explained layer) in `pair` and `direction`."
-    i = self.pair_index if pair is None else self._pair_index(pair)
-    d = self.state["direction"] if direction is None else direction
-    if d not in DIRECTIONS: raise ValueError(f"direction must be '10' or '01', got {d!r}")
+    i, d = self._where(pair, direction)
     if self.n > MAX_AFFINITY_N:
         raise ValueError(f"the neighbourhood affinity needs an N×N Δ; with {self.n} images (> {MAX_AFFINITY_N}) it is "
                          "not computed (the sweep used landmarks): colour by concept or metadata instead")
@@ -632,9 +636,7 @@ def _scope(self: BrowserModel, pair=None, direction=None, sae=None) -> tuple[dic
         if sae not in self.study.saes: raise KeyError(f"no SAE run {sae!r}; runs: {self.study.saes}")
         s = self._sae(sae)
         return {"scope": f"sae:{sae}", "pair": "", "direction": "", "sae": sae}, s["concepts"], s["run"].config.fingerprint()
-    i = self.pair_index if pair is None else self._pair_index(pair)
-    d = self.state["direction"] if direction is None else direction
-    if d not in DIRECTIONS: raise ValueError(f"direction must be '10' or '01', got {d!r}")
+    i, d = self._where(pair, direction)
     return ({"scope": f"rdx:{self.pairs[i]}:{d}", "pair": self.pairs[i], "direction": d, "sae": ""},
             self._concepts[i, d], self._results[i].config.fingerprint())
 
