@@ -54,7 +54,9 @@ def _first_duplicate(a: np.ndarray):
 @dataclass(frozen=True, eq=False)
 class Concept:
     """One concept: `members` (row indices into `Concepts.ids`), the `grid` to show (ordered, anchor first, a subset
-    of the members), `strength` (the ordering key), `name`, optional per-member `scores` and JSON `info` extras."""
+    of the members), `strength` (the ordering key), `name`, optional per-member `scores`, JSON `info` extras,
+    `stability` (mean best-match Jaccard of the members over reruns, in [0, 1]; None when not measured) and quality
+    `flags` (e.g. "tiny", "catch_all", "unstable": a flagged concept is kept but not reported by default)."""
     key: str
     members: np.ndarray
     grid: np.ndarray
@@ -62,6 +64,8 @@ class Concept:
     name: str = ""
     scores: np.ndarray | None = None
     info: dict = field(default_factory=dict)
+    stability: float | None = None
+    flags: tuple = ()
 
     def __post_init__(self):
         if not isinstance(self.key, str) or not self.key:
@@ -86,8 +90,23 @@ class Concept:
             sc = _frozen(sc.astype(np.float64, copy=True))
             if not np.isfinite(sc).all(): raise ValueError(f"concept {k!r}: scores must be finite")
         if not isinstance(self.info, dict): raise ValueError(f"concept {k!r}: info must be a dict, got {type(self.info).__name__}")
-        put("members", m); put("grid", g); put("strength", s); put("scores", sc)
+        st = self.stability
+        if st is not None:
+            if isinstance(st, (bool, np.bool_)) or not isinstance(st, (int, float, np.integer, np.floating)) \
+                    or not 0.0 <= float(st) <= 1.0:
+                raise ValueError(f"concept {k!r}: stability must be None or a number in [0, 1], got {st!r}")
+            st = float(st)
+        if isinstance(self.flags, str): raise ValueError(f"concept {k!r}: flags must be a sequence of names, not one string")
+        flags = tuple(self.flags)
+        if any(not isinstance(f, str) or not f for f in flags):
+            raise ValueError(f"concept {k!r}: flags must be non-empty strings, got {flags!r}")
+        put("members", m); put("grid", g); put("strength", s); put("scores", sc); put("stability", st); put("flags", flags)
         put("info", _json_copy(self.info, f"info of concept {k!r}"))
+
+    @property
+    def flagged(self) -> bool:
+        "Whether any quality flag is set (the concept is then not reported by default)."
+        return bool(self.flags)
 
     @property
     def size(self) -> int:
@@ -98,7 +117,8 @@ class Concept:
         if not isinstance(other, Concept): return NotImplemented
         same_scores = (self.scores is None and other.scores is None) or (
             self.scores is not None and other.scores is not None and np.array_equal(self.scores, other.scores))
-        return ((self.key, self.name, self.strength, self.info) == (other.key, other.name, other.strength, other.info)
+        return ((self.key, self.name, self.strength, self.info, self.stability, self.flags)
+                == (other.key, other.name, other.strength, other.info, other.stability, other.flags)
                 and np.array_equal(self.members, other.members) and np.array_equal(self.grid, other.grid) and same_scores)
 
     __hash__ = None
@@ -106,11 +126,13 @@ class Concept:
     def __repr__(self) -> str:
         name = f", name={self.name!r}" if self.name else ""
         sc = ", scores" if self.scores is not None else ""
-        return f"Concept({self.key!r}, size={self.size}, grid={len(self.grid)}, strength={self.strength:.4g}{name}{sc})"
+        st = f", stability={self.stability:.2f}" if self.stability is not None else ""
+        fl = f", flags={list(self.flags)}" if self.flags else ""
+        return f"Concept({self.key!r}, size={self.size}, grid={len(self.grid)}, strength={self.strength:.4g}{st}{fl}{name}{sc})"
 
 # %% ../nbs/07_concepts.ipynb #ee4f64c5
 FORMAT = "medinterp-concepts"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 CONCEPTS_JSON = "concepts.json"
 ARRAYS_NPZ = "arrays.npz"
 _ARRAYS = ("members", "member_offsets", "grid", "grid_offsets", "scores", "has_scores")
@@ -124,8 +146,8 @@ def _cat(parts, dtype) -> np.ndarray:
 
 @dataclass(frozen=True, eq=False)
 class Concepts:
-    """The concepts one method found over `ids` (N images), strongest first: the hand-off to evaluation, browser and
-    report. `explained` is the representation they live in; RDX also sets `reference` and `direction` ('10' or '01')."""
+    """The concepts one method found over `ids` (N images): unflagged concepts first, each group strongest first; the
+    hand-off to evaluation, browser and report. `explained` is the representation they live in; RDX also sets `reference` and `direction` ('10' or '01')."""
     method: str
     ids: tuple[str, ...]
     concepts: tuple[Concept, ...]
@@ -157,7 +179,7 @@ class Concepts:
         config = self.config.to_dict() if isinstance(self.config, Config) else self.config
         for f, v in (("config", config), ("meta", self.meta)):
             if not isinstance(v, dict): raise ValueError(f"{f} must be a dict, got {type(v).__name__}")
-        put("ids", ids); put("concepts", tuple(sorted(cs, key=lambda c: -c.strength)))
+        put("ids", ids); put("concepts", tuple(sorted(cs, key=lambda c: (c.flagged, -c.strength))))
         put("config", _json_copy(config, "config")); put("meta", _json_copy(self.meta, "meta"))
 
     # container
@@ -215,11 +237,13 @@ def assignment(self: Concepts) -> np.ndarray:
 
 @patch
 def summary(self: Concepts) -> pd.DataFrame:
-    "One row per concept: key, name, strength, size, grid_size, then the `info` fields (clashing names get `info_`)."
-    base = ("key", "name", "strength", "size", "grid_size")
+    """One row per concept: key, name, strength, size, grid_size, stability (NaN: not measured), flags (comma-separated),
+    then the `info` fields (clashing names get `info_`)."""
+    base = ("key", "name", "strength", "size", "grid_size", "stability", "flags")
     rows = []
     for c in self.concepts:
-        r = {"key": c.key, "name": c.name, "strength": c.strength, "size": c.size, "grid_size": len(c.grid)}
+        r = {"key": c.key, "name": c.name, "strength": c.strength, "size": c.size, "grid_size": len(c.grid),
+             "stability": np.nan if c.stability is None else c.stability, "flags": ",".join(c.flags)}
         for k, v in c.info.items(): r[f"info_{k}" if k in base else k] = v
         rows.append(r)
     return pd.DataFrame(rows, columns=list(dict.fromkeys([*base, *(k for r in rows for k in r)])))
@@ -231,6 +255,16 @@ def with_names(self: Concepts, names: dict) -> Concepts:
     if unknown: raise KeyError(f"with_names: no concept(s) {unknown[:10]}; keys: {list(self.keys[:20])}")
     return dataclasses.replace(self, concepts=tuple(dataclasses.replace(c, name=names.get(c.key, c.name))
                                                     for c in self.concepts))
+
+@patch
+def reported(self: Concepts) -> Concepts:
+    "A copy with the unflagged concepts only: the default view of browser, report and CLI."
+    return dataclasses.replace(self, concepts=tuple(c for c in self.concepts if not c.flagged))
+
+@patch
+def flagged(self: Concepts) -> Concepts:
+    "A copy with the flagged concepts only (tiny, catch-all, unstable, ...), shown on request."
+    return dataclasses.replace(self, concepts=tuple(c for c in self.concepts if c.flagged))
 
 @patch
 def top(self: Concepts, n: int) -> Concepts:
@@ -245,7 +279,9 @@ def __repr__(self: Concepts) -> str:
         f", direction {self.direction}" if self.direction else "")
     lines = [f"Concepts({self.method}: {len(self)} concepts over {self.n_images} images in {where})"]
     for c in self.concepts[:5]:
-        lines.append((f"  {c.key:<10} size {c.size:<6} strength {c.strength:<10.4g} {c.name}").rstrip())
+        st = "" if c.stability is None else f"stability {c.stability:<5.2f} "
+        fl = f"[{', '.join(c.flags)}] " if c.flags else ""
+        lines.append((f"  {c.key:<10} size {c.size:<6} strength {c.strength:<10.4g} {st}{fl}{c.name}").rstrip())
     if len(self) > 5: lines.append(f"  ... {len(self) - 5} more")
     return "\n".join(lines)
 
@@ -278,7 +314,8 @@ def _record(self: Concepts) -> dict:
             "explained": self.explained, "reference": self.reference, "direction": self.direction,
             "config": self.config, "meta": self.meta,
             "concepts": [{"key": c.key, "name": c.name, "strength": c.strength, "info": c.info, "size": c.size,
-                          "grid_size": len(c.grid), "has_scores": c.scores is not None} for c in self.concepts]}
+                          "grid_size": len(c.grid), "has_scores": c.scores is not None, "stability": c.stability,
+                          "flags": list(c.flags)} for c in self.concepts]}
 
 @patch
 def _arrays(self: Concepts) -> dict[str, np.ndarray]:
@@ -331,7 +368,8 @@ def load(cls: Concepts, path) -> Concepts:
         if (m1 - m0, g1 - g0) != (s["size"], s["grid_size"]):
             raise ValueError(f"{path}: the arrays of concept {s['key']!r} do not match its recorded sizes")
         cs.append(Concept(s["key"], a["members"][m0:m1], a["grid"][g0:g1], s["strength"], s["name"],
-                          a["scores"][m0:m1] if a["has_scores"][j] else None, s["info"]))
+                          a["scores"][m0:m1] if a["has_scores"][j] else None, s["info"],
+                          s.get("stability"), tuple(s.get("flags", ()))))         # version 1 had neither
     out = cls(rec["method"], rec["ids"], cs, rec["explained"], rec["reference"], rec["direction"], rec["config"], rec["meta"])
     if rec.get("fingerprint") not in (None, out.fingerprint()):
         raise ValueError(f"{path}: the content does not match the stored fingerprint (the folder was altered or damaged)")

@@ -99,7 +99,7 @@ def test_membership_assignment_sizes_summary():
     assert np.flatnonzero(m[:, 0]).tolist() == [5, 7] and np.flatnonzero(m[:, 1]).tolist() == [0, 1, 2]
     assert cs.assignment().tolist() == [1, 1, 1, -1, -1, 0, -1, 0, -1, -1]
     s = cs.summary()
-    assert list(s.columns) == ["key", "name", "strength", "size", "grid_size", "cluster", "extra", "info_size"]
+    assert list(s.columns) == ["key", "name", "strength", "size", "grid_size", "stability", "flags", "cluster", "extra", "info_size"]
     assert s["key"].tolist() == ["b", "a"] and s["grid_size"].tolist() == [2, 1] and s["name"].tolist() == ["bee", ""]
     empty = make([])
     assert empty.membership().shape == (10, 0) and (empty.assignment() == -1).all() and len(empty.summary()) == 0
@@ -170,7 +170,23 @@ def test_save_load_is_exact(tmp_path):
     with np.load(path / ARRAYS_NPZ, allow_pickle=False) as z:
         assert all(z[k].dtype != object for k in z.files)
     rec = json.loads((path / CONCEPTS_JSON).read_text())
-    assert rec["format_version"] == 1 and rec["fingerprint"] == cs.fingerprint() and "provenance" in rec
+    assert rec["format_version"] == 2 and rec["fingerprint"] == cs.fingerprint() and "provenance" in rec
+
+
+def test_stability_and_flags_round_trip_and_version_1_files_still_load(tmp_path):
+    ids = [f"i{k}" for k in range(8)]
+    cs = Concepts("rdx", ids, [Concept("c1", [0, 1, 2, 3], [0, 1], 2.0, stability=0.9),
+                               Concept("c2", [4, 5], [4], 9.0, stability=0.3, flags=("tiny", "unstable"))], "B")
+    assert cs.keys == ("c1", "c2") and cs.reported().keys == ("c1",) and cs.flagged().keys == ("c2",)
+    back = Concepts.load(cs.save(tmp_path / "v2"))
+    assert back == cs and back["c2"].flags == ("tiny", "unstable") and back["c1"].stability == 0.9
+    rec = json.loads((tmp_path / "v2" / CONCEPTS_JSON).read_text())
+    rec["format_version"] = 1
+    for c in rec["concepts"]: del c["stability"], c["flags"]
+    del rec["fingerprint"]
+    (tmp_path / "v2" / CONCEPTS_JSON).write_text(json.dumps(rec))
+    old = Concepts.load(tmp_path / "v2")
+    assert [c.stability for c in old] == [None, None] and old.flagged().keys == () and old.keys == ("c2", "c1")
 
 
 def test_save_refuses_to_overwrite_and_load_names_missing_files(tmp_path):
