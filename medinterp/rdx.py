@@ -5,6 +5,7 @@
 # %% ../nbs/08_rdx.ipynb #ac84b782
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import time
@@ -22,8 +23,8 @@ from .concepts import Concept, Concepts
 __all__ = ['MODES', 'DIRECTIONS', 'RESULT_FORMAT', 'RDXConfig', 'check_pair', 'duplicate_rows', 'rank_matrix', 'difference',
            'affinity', 'pair_difference', 'SpectralFit', 'spectral_fit', 'spectral_labels', 'grid_sample', 'bsr',
            'rank_rows', 'AffineMap', 'fit_alignment', 'estimate_memory', 'available_memory', 'check_memory',
-           'RDXDirection', 'RDXResult', 'rdx', 'merged_blobs', 'SnapshotRow', 'Snapshot', 'snapshot', 'save_result',
-           'load_result', 'rdx_large']
+           'subsample_ranks', 'quality_score', 'RDXDirection', 'RDXResult', 'rdx', 'merged_blobs', 'planted_merges',
+           'SnapshotRow', 'Snapshot', 'snapshot', 'save_result', 'load_result', 'rdx_large']
 
 # %% ../nbs/08_rdx.ipynb #dfe4be96
 MODES = ("v2", "paper")
@@ -34,10 +35,13 @@ class RDXConfig(Config):
     """Knobs of one RDX run on a pair of representations (A = before, B = after).
 
     `gamma` (None: 80/N) scales the rank difference, `beta` the affinity; `mode` picks the v2 or paper recipe;
-    `n_clusters` (v2: clusters; paper: concepts, clustered into n_clusters + 1), `null_threshold` (v2 only, None:
-    1.1), `grid_size` (None: 16 for v2, 9 for paper), `seed` for the eigen solver start and k-means, `n_init`
-    k-means restarts, `align` to learn linear alignment maps first (`align_steps`, `align_lr`, `align_split`),
-    `symmetric_ranks` to override the mode's rank symmetrisation (None: v2 symmetrises, paper does not).
+    `n_clusters` concepts at most per direction (n_clusters + 1 spectral clusters, the lowest one the null),
+    `null_threshold` (v2 only, None: 1.1), `grid_size` (None: 16 for v2, 9 for paper), `seed` for the eigen solver
+    start and k-means, `n_init` k-means restarts, `align` to learn linear alignment maps first (`align_steps`,
+    `align_lr`, `align_split`), `symmetric_ranks` to override the mode's rank symmetrisation (None: v2 symmetrises,
+    paper does not). Quality: `stability_runs` reruns (0: off) on random `stability_fraction` subsamples, and the
+    flags `tiny` (fewer than `min_size` members, None: max(5, grid/2)), `catch_all` (more than `max_share` of the
+    images) and `unstable` (stability below `min_stability`).
     """
     gamma: float | None = 0.05
     beta: float = 5.0
@@ -52,6 +56,11 @@ class RDXConfig(Config):
     align_lr: float = 1e-3
     align_split: float = 0.7
     symmetric_ranks: bool | None = None
+    stability_runs: int = 5
+    stability_fraction: float = 0.9
+    min_size: int | None = None
+    max_share: float = 0.4
+    min_stability: float = 0.5
 
     def validate(self):
         if self.mode not in MODES: raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
@@ -67,6 +76,15 @@ class RDXConfig(Config):
         if self.n_init < 1: raise ValueError(f"n_init must be >= 1, got {self.n_init!r}")
         if not 0 < self.align_split < 1: raise ValueError(f"align_split must be in (0, 1), got {self.align_split!r}")
         if self.align_steps < 0: raise ValueError(f"align_steps must be >= 0, got {self.align_steps!r}")
+        r = self.stability_runs
+        if isinstance(r, bool) or int(r) != r or r < 0 or r == 1:
+            raise ValueError(f"stability_runs must be 0 (off) or an integer >= 2 (reruns to compare), got {r!r}")
+        if not 0.5 < self.stability_fraction <= 1:
+            raise ValueError(f"stability_fraction must lie in (0.5, 1], got {self.stability_fraction!r}")
+        if self.min_size is not None and (int(self.min_size) != self.min_size or self.min_size < 1):
+            raise ValueError(f"min_size must be a positive integer or None, got {self.min_size!r}")
+        if not 0 < self.max_share <= 1: raise ValueError(f"max_share must lie in (0, 1], got {self.max_share!r}")
+        if not 0 <= self.min_stability <= 1: raise ValueError(f"min_stability must lie in [0, 1], got {self.min_stability!r}")
 
     @property
     def symmetrize(self) -> bool:
@@ -80,8 +98,12 @@ class RDXConfig(Config):
     def threshold(self) -> float: return 1.1 if self.null_threshold is None else float(self.null_threshold)
     @property
     def n_spectral(self) -> int:
-        "Number of spectral clusters actually computed."
-        return int(self.n_clusters) + (1 if self.mode == "paper" else 0)
+        "Number of spectral clusters actually computed: `n_clusters` + 1 (the lowest is the null cluster)."
+        return int(self.n_clusters) + 1
+    @property
+    def tiny(self) -> int:
+        "Concepts with fewer members than this are flagged `tiny`."
+        return int(self.min_size) if self.min_size is not None else max(5, math.ceil(self.k / 2))
     def gamma_for(self, n: int) -> float:
         "γ used for `n` images (80/N when `gamma` is None)."
         return 80.0 / n if self.gamma is None else float(self.gamma)
@@ -445,9 +467,10 @@ def fit_alignment(A, B, config: RDXConfig | None = None) -> tuple[tuple[AffineMa
     return (f, g), report
 
 # %% ../nbs/08_rdx.ipynb #7d16e838
-def estimate_memory(n: int, *, aligned: bool = False) -> int:
+def estimate_memory(n: int, *, aligned: bool = False, stability: bool = False) -> int:
     "Peak bytes of a dense `rdx` run on n images (matrices only; block buffers add ~50 MB)."
-    return int((24 if aligned else 16) * n * n + 64 * 2**20)
+    ranks = (16 if aligned else 8) * n * n if stability else 0        # int32 rank matrices kept for the reruns
+    return int((24 if aligned else 16) * n * n + ranks + 64 * 2**20)
 
 def available_memory() -> int | None:
     "Bytes of memory available to a new allocation (Linux MemAvailable), or None when unknown."
@@ -460,14 +483,124 @@ def available_memory() -> int | None:
 
 def _gib(b) -> str: return f"{b / 2**30:.1f} GiB"
 
-def check_memory(n: int, *, aligned: bool = False, max_memory: int | None = None):
+def check_memory(n: int, *, aligned: bool = False, stability: bool = False, max_memory: int | None = None):
     "Raise `MemoryError` with advice if a dense run on n images would not fit in `max_memory` (default: available)."
-    need = estimate_memory(n, aligned=aligned)
+    need = estimate_memory(n, aligned=aligned, stability=stability)
     have = available_memory() if max_memory is None else int(max_memory)
     if have is not None and need > have:
         raise MemoryError(f"dense RDX on N={n} images needs about {_gib(need)} but only {_gib(have)} is available;"
                           f" use rdx_large (landmark approximation, memory O(N·m)), subsample the images, or run on a"
                           f" machine with more memory")
+
+# %% ../nbs/08_rdx.ipynb #2257abc4
+def _sub_ranks(R: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    "Ranks among `rows` only (len(rows)² int32), read from the full rank matrix `R` (int32) without sorting."
+    n, m = R.shape[0], len(rows)
+    in_s = torch.zeros(n, dtype=torch.int32, device=R.device); in_s[rows] = 1
+    out = torch.empty((m, m), dtype=torch.int32, device=R.device)
+    b = _block_rows(n)
+    for r0 in range(0, m, b):
+        Rr = R[rows[r0:r0 + b]].long()                                       # b × n: position of every image
+        at = torch.zeros(Rr.shape, dtype=torch.int32, device=R.device).scatter_(1, Rr, in_s.expand(len(Rr), n))
+        out[r0:r0 + b] = at.cumsum(1, dtype=torch.int32).gather(1, Rr[:, rows]) - 1   # members of S up to j's position
+    return out
+
+def subsample_ranks(R, rows) -> np.ndarray:
+    "The rank matrix of the images `rows` among themselves (int32), from the full rank matrix `R`; no distances needed."
+    rows = np.asarray(rows, dtype=np.int64)
+    return _sub_ranks(torch.as_tensor(np.asarray(R, dtype=np.int32)), torch.as_tensor(rows)).numpy()
+
+# %% ../nbs/08_rdx.ipynb #b77bafa6
+def _kept(means: np.ndarray, config: RDXConfig) -> tuple[tuple, dict]:
+    "Labels kept as concepts (label 0 is the null; v2 also drops m < threshold), strongest first, and the counts."
+    labels = [k for k in range(1, len(means)) if config.mode == "paper" or means[k] >= config.threshold]
+    counts = {"computed": len(means), "null": 1, "below_threshold": len(means) - 1 - len(labels)}
+    return tuple(sorted(labels, key=lambda k: (-means[k], k))), counts
+
+def _cluster(delta: torch.Tensor, sign: float, config: RDXConfig, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    "Spectral labels of one direction of Δ, relabelled by ascending mean affinity (0 = null), and the cluster means."
+    W = _affinity_matrix(delta, sign, config.beta, symmetric=config.symmetrize)
+    fit = spectral_fit(W, config.n_spectral, seed=seed, n_init=config.n_init)     # W now holds D^-1/2 S D^-1/2
+    return _relabel(fit.labels, W, fit.sqrt_degree)
+
+def _log_affinity(delta: torch.Tensor, labels: np.ndarray, k: int, sign: float, config) -> float:
+    "Mean of ln M = sign·β·Δ over C×C (diagonal included): how much closer, on average, the members came."
+    it = torch.as_tensor(np.flatnonzero(labels == k), device=delta.device)
+    return float(delta[it[:, None], it[None, :]].mean()) * sign * config.beta
+
+def _grid_of(X, rows: np.ndarray, labels: np.ndarray, k: int, delta: torch.Tensor, sign: float, config) -> np.ndarray:
+    "The grid of cluster k; `labels` and `delta` index `rows` (image rows of X), the grid is returned as image rows."
+    idx = np.flatnonzero(labels == k)
+    it = torch.as_tensor(idx, device=delta.device)
+    M_block = torch.exp(delta[it[:, None], it[None, :]] * (sign * config.beta)).cpu().numpy()
+    return rows[grid_sample(np.asarray(X)[rows], idx, M_block, config.k)]
+
+def _jaccard(a, b) -> float:
+    a, b = set(np.asarray(a).tolist()), set(np.asarray(b).tolist())
+    return len(a & b) / len(a | b) if a | b else float("nan")
+
+def quality_score(stability, log_affinity: float, size: int, k: int) -> float:
+    "The documented order of reported concepts: stability · max(mean ln M, 0) · |C| / (|C| + k) (stability None: 1)."
+    s = 1.0 if stability is None or not math.isfinite(stability) else float(stability)
+    return s * max(float(log_affinity), 0.0) * size / (size + k)
+
+# %% ../nbs/08_rdx.ipynb #fd06b7bc
+def _match_rerun(d, rows: np.ndarray, labels_r: np.ndarray, kept_r: tuple, grid_r) -> dict:
+    """Best-match Jaccard, members and grid, of every kept cluster of direction `d` in one rerun on `rows` (labels
+    `labels_r`, concepts `kept_r`); `grid_r(k)` draws rerun cluster k's grid. Clusters absent from `rows` are skipped."""
+    full = d.labels[rows]
+    K = max(int(full.max()), int(labels_r.max())) + 1
+    both = np.zeros((K, K)); np.add.at(both, (full, labels_r), 1)
+    out = {}
+    for c in d.kept:
+        size = both[c].sum()
+        if size == 0: continue
+        if not kept_r: out[c] = (0.0, 0.0); continue
+        cols = np.asarray(kept_r)
+        jac = both[c, cols] / (size + both[:, cols].sum(0) - both[c, cols])
+        best = int(np.argmax(jac))
+        out[c] = (float(jac[best]), _jaccard(np.intersect1d(d.grids[c], rows), grid_r(int(cols[best]))))
+    return out
+
+def _stability(dirs: dict, reruns, X: dict, config: RDXConfig) -> dict:
+    """Mean best-match Jaccard (members, grid) per kept cluster of each direction over the reruns.
+
+    `reruns` yields `(rows, {direction: Δ restricted to rows})`; `X[direction]` is the explained representation."""
+    found = {key: {c: [] for c in d.kept} for key, d in dirs.items()}
+    for r, (rows, deltas) in enumerate(reruns):
+        for key, d in dirs.items():
+            sign = -1.0 if key == "10" else 1.0
+            labels_r, means_r = _cluster(deltas[key], sign, config, seed=config.seed + 1 + r)
+            kept_r, _ = _kept(means_r, config)
+            grid_r = lambda k: _grid_of(X[key], rows, labels_r, k, deltas[key], sign, config)
+            for c, js in _match_rerun(d, rows, labels_r, kept_r, grid_r).items(): found[key][c].append(js)
+    def mean(v):
+        v = [x for x in v if not math.isnan(x)]
+        return float(np.mean(v)) if v else float("nan")
+    return {key: {c: (mean([a for a, _ in js]), mean([g for _, g in js])) for c, js in per.items()}
+            for key, per in found.items()}
+
+def _subsamples(n: int, config: RDXConfig):
+    "The seeded random subsamples of the reruns (sorted rows)."
+    m = max(2 * config.n_spectral, int(round(config.stability_fraction * n)))
+    for r in range(config.stability_runs):
+        yield np.sort(np.random.default_rng([config.seed, r]).choice(n, size=min(m, n), replace=False))
+
+# %% ../nbs/08_rdx.ipynb #84e8a29c
+def _with_quality(d, stab: dict | None, config: RDXConfig, n: int):
+    "Direction `d` with stability, flags and quality score per kept cluster, kept reordered (unflagged first, by score)."
+    quality = {}
+    for c in d.kept:
+        size = int((d.labels == c).sum())
+        st, gst = (stab or {}).get(c, (None, None))
+        st = None if st is None or not math.isfinite(st) else st
+        flags = [f for f, on in (("tiny", size < config.tiny), ("catch_all", size > config.max_share * n),
+                                 ("unstable", st is not None and st < config.min_stability)) if on]
+        lm = d.quality[c]["log_affinity"]
+        quality[c] = {"stability": st, "grid_stability": None if gst is None or not math.isfinite(gst) else gst,
+                      "log_affinity": lm, "flags": flags, "score": quality_score(st, lm, size, config.k)}
+    kept = tuple(sorted(d.kept, key=lambda c: (bool(quality[c]["flags"]), -quality[c]["score"], c)))
+    return dataclasses.replace(d, kept=kept, quality=quality)
 
 # %% ../nbs/08_rdx.ipynb #2b69f458
 @dataclass(frozen=True)
@@ -481,6 +614,8 @@ class RDXDirection:
     kept: tuple                 # labels kept as concepts, strongest first
     grids: dict                 # label -> grid row indices (anchor first)
     bsr: dict                   # {'rank', 'rank_ties', 'euclidean', 'euclidean_ties'}
+    quality: dict = field(default_factory=dict)   # label -> stability, grid_stability, flags, score
+    counts: dict = field(default_factory=dict)    # clusters computed, dropped as null, dropped by the threshold
 
     def members(self, label: int) -> np.ndarray: return np.flatnonzero(self.labels == label)
 
@@ -509,64 +644,73 @@ class RDXResult:
         return float(np.mean([d.bsr[distance] for d in self.directions.values()]))
 
     def concepts(self, direction: str = "10") -> Concepts:
-        "The kept clusters of `direction` as `Concepts` (strength = mean within-cluster affinity)."
+        "The kept clusters of `direction` as `Concepts` (strength = quality score; flagged ones last, see `reported()`)."
         d = self.directions[direction]
-        items = tuple(Concept(key=f"c{k}", members=d.members(k), grid=np.asarray(d.grids[k]), strength=float(d.means[k]),
-                              info={"cluster": int(k), "size": int((d.labels == k).sum()), "direction": direction})
-                      for k in d.kept)
+        items = []
+        for k in d.kept:
+            q, size = d.quality.get(k, {}), int((d.labels == k).sum())
+            items.append(Concept(key=f"c{k}", members=d.members(k), grid=np.asarray(d.grids[k]),
+                                 strength=q.get("score", 0.0),
+                                 info={"cluster": int(k), "size": size, "direction": direction,
+                                       "mean_affinity": float(d.means[k]), "log_affinity": q.get("log_affinity"),
+                                       "grid_stability": q.get("grid_stability")},
+                                 stability=q.get("stability"), flags=tuple(q.get("flags", ()))))
         return Concepts(method="rdx", ids=tuple(self.ids), concepts=items, explained=d.explained, reference=d.reference,
                         direction=direction, config=self.config.to_dict(),
-                        meta={"layers": list(self.layers), "gamma": self.gamma, "bsr": _finite_or_none(d.bsr)})
+                        meta={"layers": list(self.layers), "gamma": self.gamma, "bsr": _finite_or_none(d.bsr),
+                              "counts": d.counts})
 
     def summary(self):
-        "One row per cluster and direction: size, mean affinity, kept, grid size."
+        "One row per cluster and direction: size, mean affinity, kept, grid size, stability, flags, quality score."
         import pandas as pd
         rows = []
         for key, d in self.directions.items():
             for k, m in enumerate(d.means):
+                q = d.quality.get(k, {})
                 rows.append({"direction": key, "explained": d.explained, "cluster": k, "size": int((d.labels == k).sum()),
-                             "mean_affinity": float(m), "kept": k in d.kept, "grid": len(d.grids.get(k, ()))})
+                             "mean_affinity": float(m), "kept": k in d.kept, "grid": len(d.grids.get(k, ())),
+                             "stability": q.get("stability"), "flags": ",".join(q.get("flags", ())), "score": q.get("score")})
         return pd.DataFrame(rows)
 
     def __repr__(self) -> str:
-        kept = {k: len(d.kept) for k, d in self.directions.items()}
+        kept = {k: sum(not d.quality.get(c, {}).get("flags") for c in d.kept) for k, d in self.directions.items()}
         return (f"RDXResult({self.layers[0]} -> {self.layers[1]}, N={self.n}, mode={self.config.mode}, gamma={self.gamma:g},"
-                f" concepts={kept}, mean|Δ|={self.mean_abs_delta:.4f}, mBSR(rank)={self.mbsr():.3f})")
+                f" reported concepts={kept}, mean|Δ|={self.mean_abs_delta:.4f}, mBSR(rank)={self.mbsr():.3f})")
 
 # %% ../nbs/08_rdx.ipynb #2a5e0382
-def _kept(means: np.ndarray, config: RDXConfig) -> tuple:
-    labels = range(1, len(means)) if config.mode == "paper" else [k for k, m in enumerate(means) if m >= config.threshold]
-    return tuple(sorted(labels, key=lambda k: (-means[k], k)))
-
 def _direction(key, delta, sign, X_explained, X_other, names, dmax, config) -> RDXDirection:
-    W = _affinity_matrix(delta, sign, config.beta, symmetric=config.symmetrize)
-    fit = spectral_fit(W, config.n_spectral, seed=config.seed, n_init=config.n_init)     # W now holds D^-1/2 S D^-1/2
-    labels, means = _relabel(fit.labels, W, fit.sqrt_degree)
-    del W
-    kept = _kept(means, config)
-    grids = {}
-    for k in kept:
-        idx = np.flatnonzero(labels == k)
-        it = torch.as_tensor(idx, device=delta.device)
-        M_block = torch.exp(delta[it[:, None], it[None, :]] * (sign * config.beta)).cpu().numpy()
-        grids[k] = grid_sample(X_explained, idx, M_block, config.k)
+    labels, means = _cluster(delta, sign, config, config.seed)
+    kept, counts = _kept(means, config)
+    everyone = np.arange(len(labels))
+    grids = {k: _grid_of(X_explained, everyone, labels, k, delta, sign, config) for k in kept}
     gl = [grids[k] for k in kept]
-    dev = delta.device
-    b_rank = _bsr_rank(gl, X_explained, X_other, config.symmetrize, dev)
+    b_rank = _bsr_rank(gl, X_explained, X_other, config.symmetrize, delta.device)
     b_euc = bsr(gl, lambda g: _euclid_block(X_explained, g, dmax[0]), lambda g: _euclid_block(X_other, g, dmax[1]))
     return RDXDirection(key, names[0], names[1], labels, means, kept, grids,
-                        {"rank": b_rank[0], "rank_ties": b_rank[1], "euclidean": b_euc[0], "euclidean_ties": b_euc[1]})
+                        {"rank": b_rank[0], "rank_ties": b_rank[1], "euclidean": b_euc[0], "euclidean_ties": b_euc[1]},
+                        {k: {"log_affinity": _log_affinity(delta, labels, k, sign, config)} for k in kept}, counts)
 
-def _delta_of(A, B, gamma, symmetrize, dev) -> tuple[torch.Tensor, float, float]:
-    RA, dA = _ranks(_as_tensor(A, dev))
-    if symmetrize: RA = _symmetric_sum(RA)
-    RB, dB = _ranks(_as_tensor(B, dev))
-    if symmetrize: RB = _symmetric_sum(RB)
-    return _delta(RA, RB, gamma, symmetrize), dA, dB
+def _rank_pair(A, B, dev) -> tuple[torch.Tensor, torch.Tensor, float, float]:
+    "Plain int32 rank matrices of A and B and their largest distances."
+    (RA, dA), (RB, dB) = _ranks(_as_tensor(A, dev)), _ranks(_as_tensor(B, dev))
+    return RA, RB, dA, dB
+
+def _delta_from(RA: torch.Tensor, RB: torch.Tensor, gamma: float, symmetrize: bool) -> torch.Tensor:
+    if symmetrize: return _delta(_symmetric_sum(RA), _symmetric_sum(RB), gamma, True)
+    return _delta(RA, RB, gamma, False)
 
 def _mean_abs_offdiag(delta: torch.Tensor) -> float:
     n = delta.shape[0]
     return float(delta.abs().sum()) / (n * (n - 1))   # the diagonal is exactly 0
+
+def _dense_reruns(ranks: dict, config: RDXConfig, gamma: float, n: int, dev):
+    "Per rerun: the subsample and each direction's Δ on it, from the kept full rank matrices (`ranks[key] = (RA, RB)`)."
+    for rows in _subsamples(n, config):
+        t = torch.as_tensor(rows, device=dev)
+        distinct = {"10": ranks["10"]} if ranks["01"] is ranks["10"] else ranks
+        sub = {key: _delta_from(_sub_ranks(RA, t), _sub_ranks(RB, t), gamma, config.symmetrize)
+               for key, (RA, RB) in distinct.items()}
+        yield rows, {"10": sub["10"], "01": sub.get("01", sub["10"])}
 
 def rdx(A, B, config: RDXConfig | None = None, *, layers=("A", "B"), ids=None, device=None, maps=None,
         keep_delta: bool = False, max_memory: int | None = None) -> RDXResult:
@@ -581,26 +725,34 @@ def rdx(A, B, config: RDXConfig | None = None, *, layers=("A", "B"), ids=None, d
     ids = tuple(str(i) for i in (range(n) if ids is None else ids))
     if len(ids) != n: raise ValueError(f"{len(ids)} ids for {n} images")
     aligned = maps is not None or config.align
-    check_memory(n, aligned=aligned, max_memory=max_memory)
+    check_memory(n, aligned=aligned, stability=config.stability_runs > 0, max_memory=max_memory)
     dev, gamma, t0 = _device(device), config.gamma_for(n), time.perf_counter()
     meta = {"device": str(dev), "duplicates": {"A": duplicate_rows(A), "B": duplicate_rows(B)}}
     if config.align and maps is None:
         maps, meta["alignment"] = fit_alignment(A, B, config)
     if maps is None:
-        d10, dA, dB = _delta_of(A, B, gamma, config.symmetrize, dev)
-        d01 = d10                                   # direction 01 uses the same Δ with the opposite sign
+        RA, RB, dA, dB = _rank_pair(A, B, dev)
+        ranks = {"10": (RA, RB)}; ranks["01"] = ranks["10"]   # direction 01 uses the same Δ with the opposite sign
     else:
         f, g = maps
-        d10, _, _ = _delta_of(f(A), B, gamma, config.symmetrize, dev)
-        d01, _, _ = _delta_of(A, g(B), gamma, config.symmetrize, dev)
+        ranks = {"10": _rank_pair(f(A), B, dev)[:2], "01": _rank_pair(A, g(B), dev)[:2]}
         dA, dB = _max_distance(_as_tensor(A, dev)), _max_distance(_as_tensor(B, dev))
+    d10 = _delta_from(*ranks["10"], gamma, config.symmetrize)
+    d01 = d10 if maps is None else _delta_from(*ranks["01"], gamma, config.symmetrize)
+    if config.stability_runs == 0: ranks = None                  # nothing else needs the rank matrices
     mad = _mean_abs_offdiag(d10)
     t1 = time.perf_counter()
     names = tuple(str(l) for l in layers)
     dirs = {"10": _direction("10", d10, -1.0, B, A, (names[1], names[0]), (dB, dA), config),
             "01": _direction("01", d01, +1.0, A, B, (names[0], names[1]), (dA, dB), config)}
-    meta.update({"dmax": {"A": dA, "B": dB}, "seconds": {"delta": t1 - t0, "total": time.perf_counter() - t0},
-                 "aligned": aligned})
+    t2 = time.perf_counter()
+    stab = None
+    if ranks is not None:
+        del d01
+        stab = _stability(dirs, _dense_reruns(ranks, config, gamma, n, dev), {"10": B, "01": A}, config)
+    dirs = {key: _with_quality(d, None if stab is None else stab[key], config, n) for key, d in dirs.items()}
+    meta.update({"dmax": {"A": dA, "B": dB}, "aligned": aligned,
+                 "seconds": {"delta": t1 - t0, "stability": time.perf_counter() - t2, "total": time.perf_counter() - t0}})
     return RDXResult(config, names, ids, gamma, dirs, mad, meta,
                      delta=d10.cpu().numpy() if keep_delta else None)
 
@@ -612,6 +764,24 @@ def merged_blobs(seed: int = 0, n_per: int = 200, d: int = 16, sep: float = 10.0
     centres = sep * np.eye(d)[:3]
     A = centres[blob] + rng.normal(size=(3 * n_per, d))
     B = A.copy(); B[blob == 1] += centres[0] - centres[1]
+    return A, B, blob
+
+def planted_merges(seed: int = 0, n_blobs: int = 12, n_per: int = 25, d: int = 16, sep: float = 10.0,
+                   merges=((0, 1), (2, 3), (4, 5)), moved: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Toy pair (A, B, blob) with several known differences: `n_blobs` Gaussian blobs in A; in B each pair (a, b) of
+    `merges` is merged (blob b translated onto blob a), and `moved` single images of the other blobs are each placed
+    on top of another image (a near-duplicate in B only)."""
+    if d < n_blobs: raise ValueError(f"d={d} must be >= n_blobs={n_blobs} (one axis per blob centre)")
+    rng = np.random.default_rng(seed)
+    blob = np.repeat(np.arange(n_blobs), n_per)
+    centres = sep * np.eye(d)[:n_blobs]
+    A = centres[blob] + rng.normal(size=(len(blob), d))
+    B = A.copy()
+    for a, b in merges: B[blob == b] += centres[a] - centres[b]
+    if moved:
+        pool = np.flatnonzero(~np.isin(blob, np.ravel(merges)))
+        pick = rng.choice(pool, size=(moved, 2), replace=False)
+        B[pick[:, 1]] = B[pick[:, 0]] + 1e-3 * rng.normal(size=(moved, d))
     return A, B, blob
 
 # %% ../nbs/08_rdx.ipynb #3a2c76c3
@@ -693,7 +863,8 @@ def save_result(result: RDXResult, path, *, input_fingerprint: str | None = None
             arrays[f"labels_{key}"] = d.labels.astype(np.int64)
             for k, g in d.grids.items(): arrays[f"grid_{key}_{k}"] = np.asarray(g, dtype=np.int64)
             dirs[key] = {"explained": d.explained, "reference": d.reference, "means": d.means.tolist(),
-                         "kept": list(d.kept), "bsr": _finite_or_none(d.bsr)}
+                         "kept": list(d.kept), "bsr": _finite_or_none(d.bsr), "counts": d.counts,
+                         "quality": {str(k): q for k, q in d.quality.items()}}
         np.savez(tmp / "labels.npz", **arrays)
         write_json_atomic(tmp / "ids.json", list(result.ids))
         write_json_atomic(tmp / "result.json", {"format": RESULT_FORMAT, "version": 1, "config": result.config.to_dict(),
@@ -716,7 +887,8 @@ def load_result(path) -> RDXResult:
     with np.load(path / "labels.npz", allow_pickle=False) as z:
         dirs = {key: RDXDirection(key, d["explained"], d["reference"], z[f"labels_{key}"], np.asarray(d["means"], dtype=np.float64),
                                   tuple(d["kept"]), {k: z[f"grid_{key}_{k}"] for k in d["kept"]},
-                                  {k: float("nan") if v is None else v for k, v in d["bsr"].items()})
+                                  {k: float("nan") if v is None else v for k, v in d["bsr"].items()},
+                                  {int(k): q for k, q in d.get("quality", {}).items()}, d.get("counts", {}))
                 for key, d in rec["directions"].items()}
     return RDXResult(RDXConfig.from_dict(rec["config"]), tuple(rec["layers"]), ids, float(rec["gamma"]), dirs,
                      float(rec["mean_abs_delta"]), rec["meta"])
@@ -745,6 +917,13 @@ def _landmark_ranks(X: torch.Tensor, sq: torch.Tensor, rows: torch.Tensor, L: to
     dmax = math.sqrt(max(float(D.max()), 0.0))
     ranks = torch.searchsorted(_sort_rows(D), D[:, L].contiguous())                   # how many images are closer
     return ranks.to(torch.int32), dmax
+
+def _landmark_reruns(d_LL: torch.Tensor, L_np: np.ndarray, config: RDXConfig, dev):
+    "Reruns of the landmark engine: random subsamples of the landmarks, their exact Δ block (ranks among all N)."
+    for sub in _subsamples(len(L_np), config):
+        it = torch.as_tensor(sub, device=dev)
+        d = d_LL[it][:, it]
+        yield L_np[sub], {"10": d, "01": d}
 
 def rdx_large(A, B, config: RDXConfig | None = None, *, landmarks: int = 4000, layers=("A", "B"), ids=None,
               device=None, precision: str = "float32", block_rows: int = 256, progress: bool = False) -> RDXResult:
@@ -815,7 +994,7 @@ def rdx_large(A, B, config: RDXConfig | None = None, *, landmarks: int = 4000, l
         order = np.argsort(means_raw, kind="stable")
         new = np.empty(K, dtype=np.int64); new[order] = np.arange(K)
         lab, means = new[lab], means_raw[order]
-        kept = _kept(means, config)
+        kept, counts = _kept(means, config)
         lab_L = lab[L_np]
         grids = {}
         for c in kept:
@@ -828,7 +1007,11 @@ def rdx_large(A, B, config: RDXConfig | None = None, *, landmarks: int = 4000, l
         b_rank = _bsr_rank(gl, Xe, Xo, sym, dev)
         b_euc = bsr(gl, lambda g: _euclid_block(Xe, g, de), lambda g: _euclid_block(Xo, g, do))
         dirs[key] = RDXDirection(key, nm[0], nm[1], lab, means, kept, grids,
-                                 {"rank": b_rank[0], "rank_ties": b_rank[1], "euclidean": b_euc[0], "euclidean_ties": b_euc[1]})
+                                 {"rank": b_rank[0], "rank_ties": b_rank[1], "euclidean": b_euc[0], "euclidean_ties": b_euc[1]},
+                                 {c: {"log_affinity": _log_affinity(d_LL, lab_L, c, sg, config)} for c in kept}, counts)
+    stab = _stability(dirs, _landmark_reruns(d_LL, L_np, config, dev), {"10": B, "01": A}, config) \
+        if config.stability_runs else None
+    dirs = {key: _with_quality(d, None if stab is None else stab[key], config, n) for key, d in dirs.items()}
     meta = {"device": str(dev), "approximation": "landmarks", "landmarks": L_np.tolist(), "precision": precision, "dmax": dmax,
             "seconds": {"total": time.perf_counter() - t0}, "aligned": False}
     return RDXResult(config, names, ids, gamma, dirs, abs_sum / max(abs_count, 1), meta)

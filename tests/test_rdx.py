@@ -273,7 +273,7 @@ def test_bad_input():
     with pytest.raises(ValueError, match="60 rows but B has 59"): rdx(A, B[:-1])
     Bn = B.copy(); Bn[[4, 9]] = np.nan
     with pytest.raises(ValueError, match=r"first rows \[4, 9\]"): rdx(A, Bn)
-    with pytest.raises(ValueError, match="at least 20 images"): rdx(A[:19], B[:19])
+    with pytest.raises(ValueError, match="at least 22 images"): rdx(A[:21], B[:21])
     with pytest.raises(ValueError, match="is constant"): rdx(A, np.ones_like(B))
     with pytest.raises(ValueError, match="2-D"): rdx(A[:, 0], B)
     with pytest.raises(MemoryError, match="needs about"): rdx(A, B, max_memory=10_000)
