@@ -12,6 +12,7 @@ import os
 import re
 import secrets
 import warnings
+from collections.abc import Mapping
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 
@@ -21,13 +22,14 @@ import pandas as pd
 import medinterp
 from fastcore.basics import patch
 
-from .core import data_path, fingerprint, make_rng, write_text_atomic
+from .core import data_path, fingerprint, make_rng, write_json_atomic, write_text_atomic
 
 # %% auto #0
 __all__ = ['VOI_FUNCTIONS', 'DICOM_SUFFIXES', 'PIL_SUFFIXES', 'IMAGE_SUFFIXES', 'GRAY_PHOTOMETRIC', 'COLOR_PHOTOMETRIC',
-           'PATIENT_SALT_ENV', 'VERIFY_LEVELS', 'ON_ERROR', 'LABEL_PREFIX', 'CHEXPERT_LABELS', 'UNCERTAIN_POLICIES',
-           'NIH_LABELS', 'CSV_FORMATS', 'CANONICAL', 'BASE_META', 'CXR_DEMO_ENV', 'ImageReadError', 'apply_window',
-           'is_dicom', 'write_dicom', 'read_image', 'hash_patient_id', 'parse_age', 'dicom_metadata',
+           'PATIENT_SALT_ENV', 'DICOM_META', 'VERIFY_LEVELS', 'KINDS', 'DEFAULT_KINDS', 'KINDS_FILE', 'ON_ERROR',
+           'LABEL_PREFIX', 'CHEXPERT_LABELS', 'UNCERTAIN_POLICIES', 'NIH_LABELS', 'CSV_FORMATS', 'CANONICAL',
+           'BASE_META', 'CXR_DEMO_ENV', 'ImageReadError', 'apply_window', 'is_dicom', 'write_dicom', 'read_image',
+           'hash_patient_id', 'parse_age', 'dicom_metadata', 'check_kinds', 'column_kinds', 'write_kinds',
            'read_medinterp_csv', 'read_rsna_labels', 'read_chexpert_labels', 'read_nih_labels',
            'read_cxr_demo_metadata', 'detect_csv_format', 'scan_images', 'CXRDataset', 'cxr_demo_dir', 'patient_split']
 
@@ -327,8 +329,10 @@ def _norm_sex(v):
     s = _norm_str(v)
     return None if s is None else _SEX.get(s.upper())
 
+DICOM_META = ("view", "modality", "manufacturer", "photometric", "rows", "columns", "bits_stored", "sex", "age")
+
 def _dicom_allowlist(ds, salt) -> dict:
-    "The allow-listed, de-identified metadata of a DICOM dataset (see `dicom_metadata`)."
+    "The allow-listed, de-identified metadata of a DICOM dataset: the `DICOM_META` columns and `patient_id`."
     def num(k):
         v = ds.get(k)
         try: return None if v is None or v == "" else int(v)
@@ -371,6 +375,57 @@ def _inspect(path, verify: str = "full", min_size: int | None = 64, salt: str | 
     if min_size and min(h, w) < min_size:
         raise ImageReadError(p, f"too small: {h}x{w} pixels (min_size={min_size})")
     return meta
+
+# %% ../nbs/01_data.ipynb #c13cde54
+KINDS = ("acquisition", "hardware", "anatomy", "finding", "demographic", "source", "other")
+
+DEFAULT_KINDS = {
+    **dict.fromkeys(("view", "view_position", "projection", "frontal_lateral", "ap_pa", "modality", "photometric",
+                     "rows", "columns", "bits_stored", "orig_width", "orig_height", "pixel_spacing", "pixel_spacing_x",
+                     "pixel_spacing_y", "resize_method", "qc_notes", "exposure", "kvp"), "acquisition"),
+    **dict.fromkeys(("support_devices", "devices"), "hardware"),
+    **dict.fromkeys(("cardiothoracic_ratio", "heart_size", "lung_size"), "anatomy"),
+    **dict.fromkeys(("finding", "findings", "finding_labels", "finding_group", "n_boxes", "boxes", "rsna_class"), "finding"),
+    **dict.fromkeys(("sex", "gender", "patient_sex", "patient_gender", "age", "patient_age"), "demographic"),
+    **dict.fromkeys(("source", "dataset", "hospital", "institution", "site", "location", "manufacturer",
+                     "manufacturer_model", "scanner", "source_repo", "source_commit", "source_path", "license",
+                     "licence", "license_class", "licence_class", "doi", "original_url"), "source")}
+
+def check_kinds(mapping, columns) -> dict[str, str]:
+    "`mapping` ({column: kind}; None: {}) as a plain dict, once its columns are among `columns` and its kinds in `KINDS`."
+    if mapping is None: return {}
+    if not isinstance(mapping, Mapping):
+        raise TypeError(f"kinds must be a mapping {{column: kind}}, got {type(mapping).__name__}")
+    cols = list(columns)
+    for c, k in mapping.items():
+        if not isinstance(c, str) or not isinstance(k, str):
+            raise TypeError(f"kinds must map column names (str) to kinds (str), got {c!r}: {k!r}")
+        if c not in cols: raise ValueError(f"kind mapping names unknown column {c!r}; columns: {cols}")
+        if k not in KINDS: raise ValueError(f"unknown kind {k!r} for column {c!r}; kinds: {KINDS}")
+    return dict(mapping)
+
+def column_kinds(columns, label_names=(), declared=None) -> dict[str, str]:
+    "A kind for each of `columns`: `declared`, else `DEFAULT_KINDS` by normalised name, else 'finding' for labels, else 'other'."
+    cols, labels = list(columns), set(label_names)
+    declared = check_kinds(declared, cols)
+    norm = lambda c: re.sub(r"[^0-9a-z]+", "_", str(c).lower()).strip("_")
+    return {c: declared.get(c) or DEFAULT_KINDS.get(norm(c)) or ("finding" if c in labels else "other") for c in cols}
+
+# %% ../nbs/01_data.ipynb #87f177f6
+KINDS_FILE = "kinds.json"
+
+def write_kinds(folder, kinds) -> Path:
+    "Write `kinds` ({column: kind}, checked first) as the `kinds.json` sidecar in `folder`; returns its path."
+    kinds = check_kinds(kinds, kinds.keys() if isinstance(kinds, Mapping) else ())
+    return write_json_atomic(Path(folder) / KINDS_FILE, kinds)
+
+def _read_kinds(path, columns) -> dict[str, str]:
+    "The sidecar at `path` ({} when there is none), checked against `columns`; errors name the file."
+    p = Path(path)
+    if not p.is_file(): return {}
+    try: return check_kinds(json.loads(p.read_text(encoding="utf-8")), columns)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e: raise ValueError(f"{p} is not valid JSON ({e})") from e
+    except (TypeError, ValueError) as e: raise type(e)(f"{p}: {e}") from None
 
 # %% ../nbs/01_data.ipynb #84487728
 ON_ERROR = ("raise", "skip")
@@ -436,8 +491,8 @@ def _load_csv(csv, required=(), what: str = "CSV") -> pd.DataFrame:
     df.index = pd.RangeIndex(2, len(df) + 2, name="row")
     return df
 
-def _canonical(rows, ids, paths, patient_ids, labels: dict, meta: dict, *, fmt: str, problems) -> pd.DataFrame:
-    "Assemble a canonical label table (see the section text) and attach its attrs."
+def _canonical(rows, ids, paths, patient_ids, labels: dict, meta: dict, *, fmt: str, problems, kinds=None) -> pd.DataFrame:
+    "Assemble a canonical label table (see the section text) and attach its attrs; `kinds` are the reader's own."
     df = pd.DataFrame({"id": pd.array(list(ids), dtype="str"), "path": pd.array(list(paths), dtype="str"),
                        "patient_id": pd.array([_norm_str(v) for v in patient_ids], dtype="str")},
                       index=pd.Index(list(rows), name="row"))
@@ -445,7 +500,9 @@ def _canonical(rows, ids, paths, patient_ids, labels: dict, meta: dict, *, fmt: 
     for k, v in meta.items():
         s = v if isinstance(v, pd.Series) and pd.api.types.is_numeric_dtype(v.dtype) else _tidy(v)
         df[k] = pd.Series(s.to_numpy(), index=df.index, dtype=s.dtype)
-    df.attrs.update(label_names=list(labels), format=fmt, skipped=list(problems.records))
+    cols = [*labels, *meta]
+    df.attrs.update(label_names=list(labels), format=fmt, skipped=list(problems.records),
+                    kinds=column_kinds(cols, labels, {c: k for c, k in (kinds or {}).items() if c in cols}))
     return df
 
 def _keep_rows(df, bad_rows):
@@ -594,9 +651,14 @@ def read_nih_labels(csv, *, on_error: str = "raise") -> pd.DataFrame:
         if c.startswith("Unnamed:") and (sub[c].str.strip() == "").all(): continue
         meta[c] = sub[c]
     return _canonical(sub.index, [PurePosixPath(n).stem for n in names], names, pids,
-                      {n: lab[keep, j] for j, n in enumerate(NIH_LABELS)}, meta, fmt="nih", problems=probs)
+                      {n: lab[keep, j] for j, n in enumerate(NIH_LABELS)}, meta, fmt="nih", problems=probs,
+                      kinds={"follow_up": "finding"})      # the visit number follows the disease
 
 # %% ../nbs/01_data.ipynb #ffdf47a8
+_CXR_DEMO_KINDS = {**dict.fromkeys(("went_icu", "died", "survival", "needed_supplemental_O2", "offset_days",
+                                    "admission_offset_days", "icu_admission_offset_days", "death_offset_days",
+                                    "nih_followup"), "finding"), "intubated": "hardware"}
+
 def read_cxr_demo_metadata(csv, *, on_error: str = "raise") -> pd.DataFrame:
     "The cxr-demo `metadata.csv` as a canonical table: one label per distinct finding, the rest as metadata."
     raw = _load_csv(csv, ("image_id", "file", "finding"), "cxr-demo metadata CSV")
@@ -616,7 +678,7 @@ def read_cxr_demo_metadata(csv, *, on_error: str = "raise") -> pd.DataFrame:
         if c not in ("image_id", "file", "patient_id", "view", "sex", "age", "dataset"): meta[c] = sub[c]
     pids = sub["patient_id"] if "patient_id" in sub.columns else [None] * len(sub)
     return _canonical(sub.index, sub["image_id"].str.strip(), sub["file"].str.strip(), pids, labels, meta,
-                      fmt="cxr-demo", problems=probs)
+                      fmt="cxr-demo", problems=probs, kinds=_CXR_DEMO_KINDS)
 
 # %% ../nbs/01_data.ipynb #f9795900
 CSV_FORMATS = {"rsna": ("patientId", "Target"), "chexpert": ("Path", "No Finding", "Frontal/Lateral"),
@@ -670,9 +732,10 @@ class CXRDataset:
 
     `index` needs `id` and `path` (relative paths resolve against `root`), optionally `patient_id` (blank -> the
     image id); `label_names` are its label columns; every other column is metadata. `skipped` lists items left out
-    while loading (`path`, `reason`, `row`). Duplicate ids raise, or with `on_error='skip'` keep the first."""
+    while loading (`path`, `reason`, `row`). Duplicate ids raise, or with `on_error='skip'` keep the first. `kinds`
+    ({column: kind}) declares column kinds; the others follow `column_kinds`."""
     def __init__(self, index: pd.DataFrame, label_names=(), *, root=None, skipped=None, name: str = "",
-                 on_error: str = "raise", unreferenced: int = 0):
+                 on_error: str = "raise", unreferenced: int = 0, kinds: dict | None = None):
         probs = _Problems(on_error)
         if not isinstance(index, pd.DataFrame): raise TypeError(f"index must be a pandas DataFrame, got {type(index).__name__}")
         missing = [c for c in ("id", "path") if c not in index.columns]
@@ -718,6 +781,7 @@ class CXRDataset:
         meta = [c for c in out.columns if c not in CANONICAL and c not in label_names]
         self._index = out[[*CANONICAL, *label_names, *meta]]
         self._labels, self._meta = tuple(label_names), tuple(meta)
+        self._kinds = column_kinds([*label_names, *meta], label_names, kinds)
         recs = [] if skipped is None else (skipped.to_dict("records") if isinstance(skipped, pd.DataFrame) else list(skipped))
         self.skipped = _skipped_frame([{k: (None if _is_blank(r.get(k)) else r.get(k)) for k in ("path", "reason", "row")}
                                        for r in recs] + probs.records)
@@ -765,6 +829,11 @@ def meta(self: CXRDataset) -> pd.DataFrame:
     "The metadata columns (everything but ids, paths, patient ids and labels)."
     return self._index[list(self._meta)].copy(deep=False)
 
+@patch(as_prop=True)
+def kinds(self: CXRDataset) -> dict[str, str]:
+    "The kind (one of `KINDS`) of every label and metadata column, in column order."
+    return dict(self._kinds)
+
 # %% ../nbs/01_data.ipynb #54d1ddc5
 @patch
 def _pos(self: CXRDataset, i) -> int:
@@ -792,7 +861,7 @@ def __getitem__(self: CXRDataset, i):
 
 @patch
 def subset(self: CXRDataset, indices, name: str | None = None) -> CXRDataset:
-    "A new dataset with the rows `indices` (ints, a boolean mask or a slice), in that order; `skipped` is kept."
+    "A new dataset with the rows `indices` (ints, a boolean mask or a slice), in that order; `skipped` and `kinds` are kept."
     rows = np.arange(len(self))
     if isinstance(indices, slice): rows = rows[indices]
     else:
@@ -802,7 +871,7 @@ def subset(self: CXRDataset, indices, name: str | None = None) -> CXRDataset:
             rows = rows[a]
         else: rows = rows[a.astype(np.int64).ravel()]
     return CXRDataset(self._index.iloc[rows], self._labels, root=self.root, skipped=self.skipped,
-                      name=self.name if name is None else name)
+                      name=self.name if name is None else name, kinds=self._kinds)
 
 # %% ../nbs/01_data.ipynb #72086e84
 @patch
@@ -908,9 +977,19 @@ def _merge_dicom_meta(df: pd.DataFrame, metas: list[dict]) -> pd.DataFrame:
         df[k] = pd.Series(t.to_numpy(), index=df.index, dtype=t.dtype)
     return df
 
+def _declared_kinds(frame: pd.DataFrame, kinds=None, sidecar=None) -> dict[str, str]:
+    "Kinds declared for a dataset built from `frame`: its reader's, then the `sidecar` file's, then the user's `kinds`."
+    cols = [c for c in frame.columns if c not in CANONICAL]
+    cols += [c for c in (*BASE_META, *DICOM_META) if c not in cols]      # columns the dataset may gain
+    out = {c: k for c, k in frame.attrs.get("kinds", {}).items() if c in frame.columns}
+    if sidecar is not None: out.update(_read_kinds(sidecar, cols))
+    out.update(check_kinds(kinds, cols))
+    return out
+
 @patch(cls_method=True)
 def _assemble(cls: CXRDataset, frame: pd.DataFrame, *, bases, scan_root=None, fmt: str, csv_name: str = "",
-              on_error="raise", min_size=64, verify="full", patient_salt=None, name="", progress=None, root=None):
+              on_error="raise", min_size=64, verify="full", patient_salt=None, name="", progress=None, root=None,
+              kinds=None):
     "Shared tail of the constructors: resolve paths, drop duplicate ids, check files, merge DICOM metadata."
     probs = _Problems(on_error, csv_name)
     probs.records.extend(frame.attrs.get("skipped", []))
@@ -959,17 +1038,20 @@ def _assemble(cls: CXRDataset, frame: pd.DataFrame, *, bases, scan_root=None, fm
         unref = sum(1 for s in scanned if os.path.normpath(os.path.abspath(s)) not in used)
     if probs.records:
         warnings.warn(f"{name or 'dataset'}: {len(probs.records)} item(s) skipped; see ds.skipped", stacklevel=3)
-    return cls(df, label_names, root=root, skipped=probs.records, name=name, unreferenced=unref)
+    kinds = {c: k for c, k in (kinds or {}).items() if c in df.columns or c in BASE_META}   # DICOM columns may not come
+    return cls(df, label_names, root=root, skipped=probs.records, name=name, unreferenced=unref, kinds=kinds)
 
 # %% ../nbs/01_data.ipynb #54850a68
 @patch(cls_method=True)
 def from_folder(cls: CXRDataset, images_dir, metadata_csv=None, *, format: str = "auto", label_columns=None,
                 on_error: str = "raise", min_size: int | None = 64, verify: str = "full", patient_salt=None,
-                uncertain: str = "nan", detailed_class_info=None, name: str | None = None, progress=None) -> CXRDataset:
+                uncertain: str = "nan", detailed_class_info=None, kinds=None, name: str | None = None,
+                progress=None) -> CXRDataset:
     """Dataset of the PNG / JPEG / DICOM images under `images_dir`, labelled by `metadata_csv` if given.
 
     `format`: 'auto' (from the CSV header) or one of `CSV_FORMATS`. `uncertain` applies to CheXpert, and
-    `detailed_class_info` to RSNA. See the section text for `on_error`, `min_size`, `verify`, `patient_salt`."""
+    `detailed_class_info` to RSNA. `kinds` ({column: kind}) wins over a `kinds.json` beside the CSV. See the section
+    text for `on_error`, `min_size`, `verify`, `patient_salt`."""
     _check_common(on_error, verify, min_size)
     images_dir = Path(images_dir).expanduser()
     if not images_dir.is_dir(): raise FileNotFoundError(f"image folder {images_dir} not found")
@@ -986,7 +1068,8 @@ def from_folder(cls: CXRDataset, images_dir, metadata_csv=None, *, format: str =
                            fmt="folder", problems=probs)
         frame.index = pd.RangeIndex(len(frame))     # no CSV rows
         return cls._assemble(frame, bases=[images_dir], fmt="folder", on_error=on_error, min_size=min_size,
-                             verify=verify, patient_salt=patient_salt, name=name, progress=progress, root=images_dir)
+                             verify=verify, patient_salt=patient_salt, name=name, progress=progress, root=images_dir,
+                             kinds=_declared_kinds(frame, kinds))
     csv = Path(metadata_csv).expanduser()
     fmt = detect_csv_format(csv) if format == "auto" else format
     if fmt not in _READERS: raise ValueError(f"unknown format {format!r}; use 'auto' or one of {list(_READERS)}")
@@ -1004,7 +1087,7 @@ def from_folder(cls: CXRDataset, images_dir, metadata_csv=None, *, format: str =
     bases = [csv.parent, images_dir] if fmt == "medinterp" else [images_dir]
     return cls._assemble(frame, bases=bases, scan_root=images_dir, fmt=fmt, csv_name=csv.name, on_error=on_error,
                          min_size=min_size, verify=verify, patient_salt=patient_salt, name=name, progress=progress,
-                         root=images_dir)
+                         root=images_dir, kinds=_declared_kinds(frame, kinds, csv.parent / KINDS_FILE))
 
 # %% ../nbs/01_data.ipynb #81f4012e
 @patch(cls_method=True)

@@ -21,7 +21,7 @@ import torch
 import medinterp
 from .core import (PRECISIONS, Config, atomic_dir, autocast, dumps, provenance, save_config, select_device,
                             write_json_atomic, write_text_atomic)
-from .data import CXRDataset, ImageReadError
+from .data import CANONICAL, CXRDataset, ImageReadError, column_kinds
 from .models import POOLINGS, Backbone, capture
 
 # %% auto #0
@@ -148,14 +148,14 @@ def _index_frame(dataset: CXRDataset, start: int = 0, stop: int | None = None) -
     df["path"] = pd.array([dataset.relative_path(p) for p in df["path"]], dtype="str")
     return df
 
-def _column_kinds(df: pd.DataFrame) -> list[list[str]]:
-    "`[[column, kind], ...]` in column order: kind is 'str', 'bool' or a numeric dtype name."
+def _column_dtypes(df: pd.DataFrame) -> list[list[str]]:
+    "`[[column, dtype], ...]` in column order: dtype is 'str', 'bool' or a numeric dtype name."
     out = []
     for c, dt in df.dtypes.items():
-        if pd.api.types.is_bool_dtype(dt): k = "bool"
-        elif pd.api.types.is_numeric_dtype(dt): k = str(dt)
-        else: k = "str"
-        out.append([str(c), k])
+        if pd.api.types.is_bool_dtype(dt): t = "bool"
+        elif pd.api.types.is_numeric_dtype(dt): t = str(dt)
+        else: t = "str"
+        out.append([str(c), t])
     return out
 
 def _write_index(path, df: pd.DataFrame, valid) -> Path:
@@ -166,19 +166,19 @@ def _write_index(path, df: pd.DataFrame, valid) -> Path:
     out.to_csv(buf, index=False, lineterminator="\n")
     return write_text_atomic(path, buf.getvalue())
 
-def _read_index(path, kinds) -> pd.DataFrame:
-    "Read an `index.csv` back with the column `kinds` of `_column_kinds` (the `valid` column is left out)."
+def _read_index(path, dtypes) -> pd.DataFrame:
+    "Read an `index.csv` back with the column `dtypes` of `_column_dtypes` (the `valid` column is left out)."
     raw = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False)
-    missing = [c for c, _ in kinds if c not in raw.columns]
+    missing = [c for c, _ in dtypes if c not in raw.columns]
     if missing: raise ValueError(f"{path} lacks column(s) {missing} listed in the manifest")
     cols = {}
-    for c, k in kinds:
+    for c, t in dtypes:
         s = raw[c].where(raw[c] != "", np.nan)
-        if k == "str": cols[c] = s.astype("str")
-        elif k == "bool":
+        if t == "str": cols[c] = s.astype("str")
+        elif t == "bool":
             b = s.map({"True": True, "False": False}, na_action="ignore")
             cols[c] = b.astype(bool) if b.notna().all() else b.astype("boolean")
-        else: cols[c] = pd.to_numeric(s).astype(k)
+        else: cols[c] = pd.to_numeric(s).astype(t)
     return pd.DataFrame(cols, index=pd.RangeIndex(len(raw)))
 
 # %% ../nbs/05_extract.ipynb #398997ef
@@ -287,6 +287,11 @@ class ActivationStore:
     @property
     def label_names(self) -> list[str]: return list(self._m["dataset"]["label_names"])
     @property
+    def kinds(self) -> dict[str, str]:
+        "Kind (see `data.KINDS`) of every label and metadata column; stores made before kinds were recorded get defaults."
+        d = self._m["dataset"]
+        return column_kinds([c for c, _ in d["index_columns"] if c not in CANONICAL], d["label_names"], d.get("kinds"))
+    @property
     def labels(self) -> pd.DataFrame:
         "N x L labels (1, 0, NaN = unknown), row-aligned with the arrays."
         return self.index[self.label_names]
@@ -367,7 +372,7 @@ def _probe_dims(backbone: Backbone, layers, poolings, precision: str) -> dict[st
     return {l: int(acts[(l, poolings[0])].shape[1]) for l in layers}
 
 def _new_manifest(config: ExtractConfig, backbone: Backbone, dataset: CXRDataset, dims: dict, start: int, stop: int,
-                  kinds) -> dict:
+                  dtypes) -> dict:
     "The manifest of a fresh store (`rows_completed = 0`)."
     prov = provenance()
     return _jsonable({
@@ -381,7 +386,7 @@ def _new_manifest(config: ExtractConfig, backbone: Backbone, dataset: CXRDataset
         "files": {l: {p: array_filename(l, p) for p in config.poolings} for l in config.layers},
         "dataset": {"fingerprint": dataset.fingerprint(), "name": dataset.name, "rows": len(dataset),
                     "root": None if dataset.root is None else str(dataset.root),
-                    "label_names": dataset.label_names, "index_columns": kinds},
+                    "label_names": dataset.label_names, "index_columns": dtypes, "kinds": dataset.kinds},
         "shard": config.shard, "row_offset": start, "rows_total": stop - start, "rows_completed": 0,
         "complete": False, "skipped": [], "nonfinite": [], "config": config.to_dict(),
         "provenance": prov, "created": prov["created"], "updated": prov["created"]})
@@ -492,7 +497,7 @@ def extract(dataset: CXRDataset, backbone: Backbone, layers=None, out_dir=None, 
     # a fresh store learns the layer widths from a probe pass; a resumed one has them (and checks them batch by batch)
     dims = (_probe_dims(backbone, config.layers, config.poolings, config.precision) if existing is None else
             {l: existing._m["dims"].get(l) for l in config.layers})
-    want = _new_manifest(config, backbone, dataset, dims, start, stop, _column_kinds(index_df))
+    want = _new_manifest(config, backbone, dataset, dims, start, stop, _column_dtypes(index_df))
     if existing is not None:
         diffs = _differences(existing._m, want)
         if diffs:
@@ -501,6 +506,7 @@ def extract(dataset: CXRDataset, backbone: Backbone, layers=None, out_dir=None, 
                 "(store vs this call):\n  - " + "\n  - ".join(diffs) +
                 "\nUse another out_dir, or pass overwrite=True to replace the store.")
         m = existing._m
+        m["dataset"].setdefault("kinds", want["dataset"]["kinds"])   # a store made before kinds were recorded
         if m["complete"]:
             if verbose: print(f"extract: the store in {out_dir} is already complete ({m['rows_total']} rows); nothing to do")
             return ActivationStore.open(out_dir)

@@ -16,11 +16,13 @@ import pandas as pd
 from scipy import ndimage
 
 from .core import Config, atomic_dir, fingerprint, make_rng_seed, save_config, spawn_rngs
+from .data import write_kinds
 
 # %% auto #0
 __all__ = ['BINARY_FACTORS', 'RANGE_FACTORS', 'LABELS', 'ZONES', 'SIDES', 'TUBE_KINDS', 'COLLIMATION_STYLES', 'CORNERS',
-           'FACTOR_COLUMNS', 'FONT', 'text_bitmap', 'PhantomConfig', 'sample_factors', 'neutral_factors',
-           'render_phantom', 'PhantomSet', 'metadata_table', 'make_phantoms', 'describe', 'contact_sheet']
+           'FACTOR_COLUMNS', 'FACTOR_KINDS', 'FACTOR_WORDS', 'FONT', 'text_bitmap', 'PhantomConfig', 'sample_factors',
+           'neutral_factors', 'render_phantom', 'PhantomSet', 'metadata_table', 'make_phantoms', 'describe',
+           'contact_sheet']
 
 # %% ../nbs/02_phantoms.ipynb #d30a6639
 BINARY_FACTORS = ("opacity", "effusion", "cardiomegaly", "tube", "ecg_leads", "pacemaker", "breast_shadows",
@@ -37,6 +39,20 @@ FACTOR_COLUMNS = ("opacity", "opacity_zone", "opacity_side", "opacity_extent", "
                   "pacemaker", "breast_shadows", "brightness", "contrast", "gamma", "noise", "rotation", "flip",
                   "collimation", "collimation_style", "collimation_width", "marker", "marker_text",
                   "marker_corner", "render_seed")
+
+# %% ../nbs/02_phantoms.ipynb #6ca05c85
+FACTOR_KINDS = {
+    **dict.fromkeys(("opacity", "opacity_zone", "opacity_side", "opacity_extent", "effusion", "effusion_side",
+                     "effusion_height", "cardiomegaly"), "finding"),
+    **dict.fromkeys(("cardiothoracic_ratio", "breast_shadows"), "anatomy"),
+    **dict.fromkeys(("tube", "tube_kind", "ecg_leads", "pacemaker"), "hardware"),
+    **dict.fromkeys(("brightness", "contrast", "gamma", "noise", "rotation", "flip", "collimation", "collimation_style",
+                     "collimation_width", "marker", "marker_text", "marker_corner"), "acquisition"),
+    "source": "source"}
+FACTOR_WORDS = {**{c: c.replace("_", " ") for c in FACTOR_KINDS},
+                "opacity": "ground-glass opacity", "effusion": "pleural effusion", "cardiothoracic_ratio": "heart size",
+                "tube": "tube or line", "ecg_leads": "ECG leads", "flip": "left-right flip",
+                "collimation": "collimation border", "marker": "burned-in marker"}
 
 # %% ../nbs/02_phantoms.ipynb #bee826a9
 _GLYPHS = {
@@ -839,6 +855,7 @@ def metadata_table(meta: pd.DataFrame) -> pd.DataFrame:
 def _finish_folder(tmp: Path, meta: pd.DataFrame, config: PhantomConfig, seed: int):
     table = metadata_table(meta)
     table.to_csv(tmp / "metadata.csv", index=False)
+    write_kinds(tmp, FACTOR_KINDS)
     save_config(tmp, config, input_fingerprint=fingerprint(table.to_csv(index=False).encode()), seed=int(seed),
                 n_images=len(table), generator="medinterp.phantoms.make_phantoms")
 

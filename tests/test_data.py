@@ -17,9 +17,10 @@ from hypothesis import given, settings, strategies as st
 from PIL import Image
 
 import medinterp.data as D
-from medinterp.data import (CHEXPERT_LABELS, NIH_LABELS, CXRDataset, ImageReadError, cxr_demo_dir, detect_csv_format,
-                            dicom_metadata, hash_patient_id, patient_split, read_chexpert_labels, read_cxr_demo_metadata,
-                            read_image, read_medinterp_csv, read_nih_labels, read_rsna_labels)
+from medinterp.data import (CHEXPERT_LABELS, KINDS, KINDS_FILE, NIH_LABELS, CXRDataset, ImageReadError, check_kinds,
+                            column_kinds, cxr_demo_dir, detect_csv_format, dicom_metadata, hash_patient_id,
+                            patient_split, read_chexpert_labels, read_cxr_demo_metadata, read_image,
+                            read_medinterp_csv, read_nih_labels, read_rsna_labels, write_kinds)
 
 pydicom = pytest.importorskip("pydicom")
 from pydicom.dataset import Dataset, FileMetaDataset  # noqa: E402
@@ -83,6 +84,13 @@ def linear_window(x, c, w):
     y = (x - (c - 0.5)) / (w - 1) + 0.5
     y = np.where(x <= c - 0.5 - (w - 1) / 2, 0.0, y)
     return np.where(x > c - 0.5 + (w - 1) / 2, 1.0, y)
+
+
+def check_every_kind(ds, **expected):
+    "Every label and metadata column of `ds` has a kind from KINDS, in column order; `expected` are some of them."
+    assert list(ds.kinds) == [*ds.label_names, *ds.meta.columns]
+    assert set(ds.kinds.values()) <= set(KINDS), ds.kinds
+    assert {c: ds.kinds[c] for c in expected} == expected
 
 
 def minmax(x):
@@ -312,6 +320,9 @@ def test_dicom_metadata_allow_list(tmp_path):
     assert dicom_metadata(p, salt="s2")["patient_id"] != meta["patient_id"]
     for age, years in [("045Y", 45), ("010W", 70 / 365.25), ("003D", 3 / 365.25)]:
         assert D.parse_age(age) == pytest.approx(years)
+    check_every_kind(CXRDataset.from_folder(tmp_path), view="acquisition", modality="acquisition",
+                     manufacturer="source", photometric="acquisition", rows="acquisition", columns="acquisition",
+                     bits_stored="acquisition", sex="demographic", age="demographic", source="source")
 
 
 def test_no_phi_reaches_the_dataset(tmp_path):
@@ -377,6 +388,10 @@ def test_rsna(tmp_path):
     assert ds.index["sex"].tolist() == ["F", "M", "M"] and ds.index["age"].tolist() == [33.0, 61.0, 45.0]
     assert ds.index["view"].tolist() == ["PA"] * 3 and ds.index["source"].tolist() == ["rsna"] * 3
     assert ds.patient_ids.tolist() == ["aaa", "bbb", "ccc"]   # RSNA's per-image anonymised ids are kept
+    assert t.attrs["kinds"] == {"Target": "finding", "n_boxes": "finding", "boxes": "finding", "source": "source",
+                                "rsna_class": "finding"}
+    check_every_kind(ds, Target="finding", n_boxes="finding", rsna_class="finding", source="source",
+                     view="acquisition", modality="acquisition", sex="demographic", age="demographic")
 
 
 def test_rsna_inconsistent_target(tmp_path):
@@ -439,6 +454,9 @@ def test_chexpert_both_root_layouts_and_bad_rows(tmp_path):
     with pytest.warns(UserWarning):
         ds = CXRDataset.from_chexpert(tmp_path, on_error="skip")
     assert len(ds) == 3 and ds.skipped["row"].tolist() == [3]
+    check_every_kind(ds, **{"Support Devices": "hardware", "Edema": "finding", "No Finding": "finding",
+                            "view": "acquisition", "frontal_lateral": "acquisition", "sex": "demographic",
+                            "age": "demographic", "source": "source"})
 
 
 def nih_fixture(root):
@@ -467,6 +485,8 @@ def test_nih(tmp_path):
     ds = CXRDataset.from_nih(tmp_path)                      # CSV found by name, images found in nested folders
     assert len(ds) == 4 and ds.unreferenced == 1 and "1 image files" in repr(ds)
     assert all(Path(p).is_file() for p in ds.paths) and ds.index["source"].eq("nih").all()
+    check_every_kind(ds, Hernia="finding", follow_up="finding", view="acquisition", orig_width="acquisition",
+                     pixel_spacing_x="acquisition", pixel_spacing_y="acquisition", sex="demographic", source="source")
 
 
 def test_nih_unknown_finding(tmp_path):
@@ -495,6 +515,9 @@ def test_cxr_demo_format(tmp_path):
     ds = CXRDataset.from_cxr_demo(tmp_path)
     assert ds.ids == ["d0", "d1", "d2"] and ds.patient_ids.tolist() == ["nih-1", "ieee-2", "nih-3"]
     assert {"license_class", "finding", "finding_group"} <= set(ds.meta.columns)
+    check_every_kind(ds, **{"COVID-19": "finding", "No Finding": "finding", "license_class": "source",
+                            "finding": "finding", "finding_group": "finding", "orig_width": "acquisition",
+                            "view": "acquisition", "sex": "demographic", "source": "source"})
 
 
 def test_generic_format_and_detection(tmp_path):
@@ -518,6 +541,9 @@ def test_generic_format_and_detection(tmp_path):
         CXRDataset.from_folder(tmp_path, tmp_path / "ds.csv", format="dicomdir")
     ds_sel = CXRDataset.from_folder(tmp_path, tmp_path / "ds.csv", label_columns=["Extra"])
     assert ds_sel.label_names == ["Edema", "Mass", "Extra"]
+    check_every_kind(ds, Edema="finding", Mass="finding", view="acquisition", site="source", Extra="other",
+                     age="demographic")
+    check_every_kind(ds_sel, Extra="finding")                # a label now: labels default to findings
 
 
 @pytest.mark.parametrize("on_error", ["raise", "skip"])
@@ -717,6 +743,61 @@ def test_to_csv_round_trip_and_fingerprint(small_ds, tmp_path):
     assert CXRDataset(idx.assign(patient_id="zzz"), ["Edema"], root=ds.root).fingerprint() == f0
 
 
+def test_kinds_declared_by_user_and_sidecar(small_ds, tmp_path):
+    assert small_ds.kinds == {"Edema": "finding", "view": "acquisition", "age": "demographic", "sex": "demographic",
+                              "source": "source"}
+    write_kinds(tmp_path, {"view": "hardware", "age": "other"})          # the sidecar beside ds.csv
+    assert json.loads((tmp_path / KINDS_FILE).read_text()) == {"age": "other", "view": "hardware"}
+    side = CXRDataset.from_csv(tmp_path / "ds.csv")
+    assert (side.kinds["view"], side.kinds["age"], side.kinds["Edema"]) == ("hardware", "other", "finding")
+    user = CXRDataset.from_csv(tmp_path / "ds.csv", kinds={"view": "acquisition", "Edema": "anatomy"})   # user wins
+    assert (user.kinds["view"], user.kinds["age"], user.kinds["Edema"]) == ("acquisition", "other", "anatomy")
+    assert user.subset([3, 1]).kinds == user.kinds                       # subsets keep the kinds
+    idx = small_ds.index
+    assert CXRDataset(idx, ["Edema"], kinds={"age": "source"}).kinds["age"] == "source"
+    assert CXRDataset(idx, ["Edema"]).kinds["age"] == "demographic"     # a ready-made index: defaults again
+
+
+@pytest.mark.parametrize("kinds,exc,match", [
+    ({"veiw": "acquisition"}, ValueError, r"kind mapping names unknown column 'veiw'; columns: \['Edema', 'view'"),
+    ({"view": "hardwre"}, ValueError, r"unknown kind 'hardwre' for column 'view'; kinds: \('acquisition'"),
+    ({"id": "source"}, ValueError, "unknown column 'id'"),
+    ([("view", "acquisition")], TypeError, "must be a mapping"),
+    ({"view": 3}, TypeError, "'view': 3"),
+])
+def test_bad_kind_mappings_name_the_value(small_ds, tmp_path, kinds, exc, match):
+    with pytest.raises(exc, match=match):
+        CXRDataset.from_csv(tmp_path / "ds.csv", kinds=kinds)
+    with pytest.raises(exc, match=match):
+        CXRDataset(small_ds.index, ["Edema"], kinds=kinds)
+    with pytest.raises(exc, match=match):
+        check_kinds(kinds, ["Edema", "view", "age"])
+
+
+def test_bad_sidecar_names_the_file(small_ds, tmp_path):
+    (tmp_path / KINDS_FILE).write_text('{"Edemaa": "finding"}')
+    with pytest.raises(ValueError, match=r"kinds\.json: kind mapping names unknown column 'Edemaa'"):
+        CXRDataset.from_csv(tmp_path / "ds.csv")
+    (tmp_path / KINDS_FILE).write_text('{"view": "camera"}')
+    with pytest.raises(ValueError, match=r"kinds\.json: unknown kind 'camera' for column 'view'"):
+        CXRDataset.from_csv(tmp_path / "ds.csv")
+    (tmp_path / KINDS_FILE).write_text("{view: acquisition")
+    with pytest.raises(ValueError, match=r"kinds\.json is not valid JSON"):
+        CXRDataset.from_csv(tmp_path / "ds.csv")
+    (tmp_path / KINDS_FILE).write_text('["view"]')
+    with pytest.raises(TypeError, match=r"kinds\.json: kinds must be a mapping"):
+        CXRDataset.from_csv(tmp_path / "ds.csv")
+
+
+def test_column_kinds_precedence():
+    cols, labels = ["Pleural Effusion", "Support Devices", "Patient Age", "resize_method", "x1"], ["Pleural Effusion", "Support Devices"]
+    assert column_kinds(cols, labels) == {"Pleural Effusion": "finding", "Support Devices": "hardware",
+                                          "Patient Age": "demographic", "resize_method": "acquisition", "x1": "other"}
+    assert column_kinds(cols, labels, {"x1": "anatomy", "Patient Age": "other"})["x1"] == "anatomy"
+    assert column_kinds(cols, labels, {"Patient Age": "other"})["Patient Age"] == "other"
+    assert check_kinds(None, cols) == {} and set(D.DEFAULT_KINDS.values()) <= set(KINDS)
+
+
 def test_cxr_demo_dir_env(tmp_path, monkeypatch):
     (tmp_path / "metadata.csv").write_text("image_id,file,finding\n")
     monkeypatch.setenv(D.CXR_DEMO_ENV, str(tmp_path))
@@ -788,6 +869,11 @@ def test_cxr_demo_integration():
     assert (ds.labels.sum(axis=1) >= 1).all() and not ds.labels.isna().any().any()
     assert ds.labels["COVID-19"].sum() == 147 and ds.labels["No Finding"].sum() == 50
     assert {"view", "sex", "age", "source", "license_class", "finding_group"} <= set(ds.meta.columns)
+    check_every_kind(ds, **{"COVID-19": "finding", "resize_method": "acquisition", "modality": "acquisition",
+                            "qc_notes": "acquisition", "license": "source", "license_class": "source",
+                            "location": "source", "source_repo": "source", "finding_group": "finding",
+                            "went_icu": "finding", "intubated": "hardware", "age": "demographic"})
+    assert "other" not in ds.kinds.values()                   # every column of cxr-demo has a meaningful kind
     assert set(ds.index["view"].dropna()) <= {"PA", "AP", "L", "AP Supine"}
     assert set(ds.index["sex"].dropna()) <= {"M", "F"}
     for i in range(0, 359, 40):

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import torch
 
-from medinterp.data import CXRDataset, ImageReadError, cxr_demo_dir
+from medinterp.data import CANONICAL, KINDS, CXRDataset, ImageReadError, cxr_demo_dir
 from medinterp.extract import (ActivationStore, ExtractConfig, IncompleteStoreError, NonFiniteActivationError,
                                StoreMismatchError, comparable_manifest, extract, merge_stores, shard_rows)
 from medinterp.models import Backbone, capture, vit_layers
@@ -149,6 +149,59 @@ def test_manifest_records_provenance(phantoms, bb, ref):
     json.loads((ref.path / "config.json").read_text())       # config.json beside the store
 
 
+def test_store_records_kinds(phantoms, ref):
+    s = ActivationStore.open(ref.path)
+    assert s.manifest["dataset"]["kinds"] == phantoms.kinds and s.kinds == phantoms.kinds
+    assert list(s.kinds) == [c for c in s.index.columns if c not in (*CANONICAL, "valid")]
+    assert set(s.kinds.values()) <= set(KINDS)
+    assert (s.kinds["pacemaker"], s.kinds["opacity"], s.kinds["cardiothoracic_ratio"], s.kinds["brightness"]) == \
+        ("hardware", "finding", "anatomy", "acquisition")
+
+
+def test_store_round_trips_declared_kinds(phantoms, bb, tmp_path):
+    ds = CXRDataset(phantoms.index, phantoms.label_names, root=phantoms.root,
+                    kinds={**phantoms.kinds, "render_seed": "acquisition", "opacity": "anatomy"})
+    s = extract(ds, bb, ["trunk.blocks.0"], out_dir=tmp_path / "k", **KW)
+    again = ActivationStore.open(tmp_path / "k")
+    assert again.kinds == s.kinds == ds.kinds
+    assert (again.kinds["render_seed"], again.kinds["opacity"], again.kinds["tube"]) == ("acquisition", "anatomy", "hardware")
+
+
+def without_kinds(path):
+    "Make the store at `path` look written before kinds were recorded."
+    f = Path(path) / "manifest.json"
+    m = json.loads(f.read_text())
+    del m["dataset"]["kinds"]
+    f.write_text(json.dumps(m))
+    return m
+
+
+def test_stores_without_kinds_stay_usable(phantoms, bb, ref, tmp_path):
+    # an incomplete old store opens with default kinds and resumes (kinds are not part of the identity)
+    h = crash_at(bb, 3)
+    try:
+        with pytest.raises(Boom): extract(phantoms, bb, out_dir=tmp_path / "old", **KW)
+    finally: h.remove()
+    without_kinds(tmp_path / "old")
+    old = ActivationStore.open(tmp_path / "old")
+    assert list(old.kinds) == list(phantoms.kinds)
+    assert (old.kinds["opacity"], old.kinds["source"], old.kinds["view"], old.kinds["pacemaker"]) == \
+        ("finding", "source", "acquisition", "other")
+    done = extract(phantoms, bb, out_dir=tmp_path / "old", **KW)
+    assert_same_arrays(done, ref)
+    assert done.manifest["dataset"]["kinds"] == phantoms.kinds           # the resumed store records them
+    # a complete old store is returned as it is, still readable
+    m = without_kinds(tmp_path / "old")
+    again = extract(phantoms, bb, out_dir=tmp_path / "old", **KW)
+    assert json.loads((tmp_path / "old" / "manifest.json").read_text()) == m and again.kinds == old.kinds
+    assert comparable_manifest(again.manifest) == comparable_manifest(m)
+    # shards with and without kinds merge; the merged store keeps the first one's
+    parts = [extract(phantoms, bb, out_dir=tmp_path / f"s{i}", shard=(i, 2), **KW) for i in range(2)]
+    without_kinds(parts[1].path)
+    merged = merge_stores([p.path for p in parts], tmp_path / "merged")
+    assert merged.manifest["dataset"]["kinds"] == phantoms.kinds and merged.kinds == ref.kinds
+
+
 def test_estimate_printed(phantoms, bb, tmp_path, capsys):
     extract(phantoms, bb, ["trunk.blocks.2"], out_dir=tmp_path / "a", batch_size=4, progress=False)
     out = capsys.readouterr().out
@@ -171,6 +224,7 @@ def test_round_trip_cxr_demo(tmp_path):
     pd.testing.assert_frame_equal(s.index.drop(columns="valid"), exp)     # str metadata with blanks, ints, floats
     pd.testing.assert_frame_equal(s.labels, ds.labels)
     assert s.ids == ds.ids and s.index["patient_id"].tolist() == ds.index["patient_id"].tolist()
+    assert s.kinds == ds.kinds and s.kinds["resize_method"] == "acquisition"
 
 
 def test_index_alignment_with_labels(phantoms, bb, ref, tmp_path):
@@ -441,6 +495,7 @@ def test_shard_merge_equals_single_run(phantoms, bb, tmp_path, n_shards, batch_s
     assert (merged.path / "index.csv").read_bytes() == (single.path / "index.csv").read_bytes()
     assert comparable_manifest(merged.manifest) == comparable_manifest(single.manifest)
     pd.testing.assert_frame_equal(merged.index, single.index)
+    assert merged.kinds == single.kinds == phantoms.kinds and merged.manifest["dataset"]["kinds"] == phantoms.kinds
 
 
 def test_merge_refuses_bad_sets(phantoms, bb, tmp_path):

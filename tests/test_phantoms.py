@@ -9,8 +9,9 @@ from PIL import Image
 
 from medinterp import phantoms as ph
 from medinterp.core import load_config
-from medinterp.phantoms import (FACTOR_COLUMNS, LABELS, PhantomConfig, PhantomSet, contact_sheet, describe,
-                                make_phantoms, neutral_factors, render_phantom, sample_factors)
+from medinterp.data import KINDS, KINDS_FILE
+from medinterp.phantoms import (FACTOR_COLUMNS, FACTOR_KINDS, FACTOR_WORDS, LABELS, PhantomConfig, PhantomSet,
+                                contact_sheet, describe, make_phantoms, neutral_factors, render_phantom, sample_factors)
 
 S = 128          # image size for pixel tests: small and fast, large enough for the anatomy
 
@@ -263,7 +264,7 @@ def test_out_dir_writes_a_dataset_folder(tmp_path):
     out = tmp_path / "ph"
     ds = make_phantoms(6, size=96, seed=4, out_dir=out, opacity=0.5)
     mem = make_phantoms(6, size=96, seed=4, opacity=0.5)
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "images", "metadata.csv"]
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "images", "kinds.json", "metadata.csv"]
     assert sorted(p.name for p in (out / "images").iterdir()) == [f"phantom_0000{i}.png" for i in range(6)]
     csv = pd.read_csv(out / "metadata.csv")
     assert list(csv.columns[:6]) == ["id", "path", "patient_id", "label:opacity", "label:effusion", "label:cardiomegaly"]
@@ -309,9 +310,37 @@ def test_save_writes_the_same_folder(tmp_path):
     ps.save(tmp_path / "a")
     make_phantoms(3, size=64, seed=1, out_dir=tmp_path / "b")
     assert (tmp_path / "a" / "metadata.csv").read_text() == (tmp_path / "b" / "metadata.csv").read_text()
+    assert (tmp_path / "a" / KINDS_FILE).read_text() == (tmp_path / "b" / KINDS_FILE).read_text()
     for name in ps.ids:
         assert np.array_equal(np.asarray(Image.open(tmp_path / "a" / "images" / f"{name}.png")),
                               np.asarray(Image.open(tmp_path / "b" / "images" / f"{name}.png")))
+
+
+# ---------------------------------------------------------------- kinds
+
+def test_every_factor_column_has_a_kind_and_words():
+    assert set(FACTOR_KINDS) == (set(FACTOR_COLUMNS) - {"render_seed"}) | {"source"}
+    assert set(FACTOR_KINDS.values()) <= set(KINDS) and set(FACTOR_WORDS) == set(FACTOR_KINDS)
+    assert all(isinstance(w, str) and w and "_" not in w for w in FACTOR_WORDS.values())
+    expected = {"brightness": "acquisition", "gamma": "acquisition", "flip": "acquisition",
+                "collimation_width": "acquisition", "marker_text": "acquisition", "tube_kind": "hardware",
+                "ecg_leads": "hardware", "pacemaker": "hardware", "cardiothoracic_ratio": "anatomy",
+                "breast_shadows": "anatomy", "opacity_zone": "finding", "effusion_height": "finding",
+                "cardiomegaly": "finding", "source": "source"}
+    assert {c: FACTOR_KINDS[c] for c in expected} == expected
+    assert (FACTOR_WORDS["cardiothoracic_ratio"], FACTOR_WORDS["ecg_leads"]) == ("heart size", "ECG leads")
+
+
+def test_phantom_folder_declares_kinds(tmp_path):
+    ds = make_phantoms(20, size=64, out_dir=tmp_path / "ph")
+    assert ds.kinds["pacemaker"] == "hardware"
+    assert json.loads((tmp_path / "ph" / KINDS_FILE).read_text()) == FACTOR_KINDS
+    assert {c: ds.kinds[c] for c in FACTOR_KINDS} == FACTOR_KINDS        # every factor column, labels included
+    assert set(ds.kinds) == {*ds.label_names, *ds.meta.columns} and set(ds.kinds.values()) <= set(KINDS)
+    assert ds.kinds["render_seed"] == "other"
+    from medinterp.data import CXRDataset
+    mine = CXRDataset.from_folder(tmp_path / "ph", tmp_path / "ph" / "metadata.csv", kinds={"render_seed": "acquisition"})
+    assert mine.kinds["render_seed"] == "acquisition" and mine.kinds["pacemaker"] == "hardware"
 
 
 # ---------------------------------------------------------------- validation
