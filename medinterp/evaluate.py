@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -15,15 +16,16 @@ from typing import Callable, Mapping, NamedTuple, Protocol, Sequence, runtime_ch
 import numpy as np
 import pandas as pd
 
-from .concepts import column_levels, enrichment_table
+from .concepts import Concepts, column_levels, enrichment_table
 from .core import derive_seed, dumps, make_rng
 
 # %% auto #0
-__all__ = ['RADIOLOGIST', 'label_correlation', 'correlation_entropy', 'balanced_labels', 'CorrelationTable', 'correlation_table',
-           'compare_tables', 'monosemanticity_score', 'NamingImages', 'naming_images', 'Name', 'NamingContext', 'Namer',
-           'OfflineNamer', 'naming_prompt', 'judge_prompt', 'ModelAnswerError', 'parse_name_json', 'parse_judgement',
-           'TransformersNamer', 'Detection', 'detection_sets', 'detection_accuracy', 'random_derangement',
-           'name_latents', 'derangement_control', 'detection_table']
+__all__ = ['RADIOLOGIST', 'BRIDGE_MEASURES', 'label_correlation', 'correlation_entropy', 'balanced_labels', 'CorrelationTable',
+           'correlation_table', 'compare_tables', 'monosemanticity_score', 'NamingImages', 'naming_images', 'Name',
+           'NamingContext', 'Namer', 'OfflineNamer', 'naming_prompt', 'judge_prompt', 'ModelAnswerError',
+           'parse_name_json', 'parse_judgement', 'TransformersNamer', 'Detection', 'detection_sets',
+           'detection_accuracy', 'random_derangement', 'name_latents', 'derangement_control', 'detection_table',
+           'concept_latents', 'latent_concepts']
 
 # %% ../nbs/11_evaluate.ipynb #abb4c04b
 _CHUNK_BYTES = 1 << 26          # float64 working set per column chunk (64 MB)
@@ -705,3 +707,188 @@ def detection_table(namer: Namer, names: Mapping[int, Name], context: NamingCont
             out["control_from"] = pd.array(ctl["name_from"].to_numpy(), "Int64")
             out["control_accuracy"] = ctl["accuracy"].to_numpy()
     return out
+
+# %% ../nbs/11_evaluate.ipynb #8e40c912
+def _positive_int(v, name: str, lo: int = 1) -> int:
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or v < lo:
+        raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
+    return int(v)
+
+def _bridge_codes(codes, concepts, ids=None):
+    """`codes` checked as an N x m matrix (numpy, memmap, torch, DataFrame or scipy sparse as CSC) and the row of each of
+    `concepts.ids` in it (`None`: already row-aligned). `ids` are the codes' own image ids (extra images are allowed)."""
+    from scipy import sparse as sp
+    if not isinstance(concepts, Concepts): raise TypeError(f"concepts must be a Concepts object, got {type(concepts).__name__}")
+    if sp.issparse(codes): a = sp.csc_matrix(codes)
+    else:
+        if hasattr(codes, "detach"): codes = codes.detach().cpu().numpy()          # torch
+        a = codes.to_numpy() if isinstance(codes, pd.DataFrame) else np.asarray(codes)
+    if a.ndim != 2:
+        raise ValueError(f"codes must be a 2-D N x m matrix (one row per image, one column per latent), got shape {a.shape}")
+    if a.dtype.kind not in "biuf": raise TypeError(f"codes must be numeric, got dtype {a.dtype}")
+    n, N = a.shape[0], concepts.n_images
+    if N == 0: raise ValueError("concepts has no images (concepts.ids is empty)")
+    rows, where = None, lambda r: f"row {r} (image id {concepts.ids[r]!r})"
+    if ids is None:
+        if n != N: raise ValueError(f"codes has {n} rows but concepts has {N} images (concepts.ids): they must be "
+                                    "row-aligned, or pass ids= (the codes' own image ids) to align them by id")
+    else:
+        if isinstance(ids, str): raise ValueError("ids must be a sequence of image ids (one per row of codes), not one string")
+        own = [str(i) for i in ids]
+        if len(own) != n: raise ValueError(f"{len(own)} ids for {n} rows of codes (one id per row)")
+        pos = {}
+        for r, i in enumerate(own):
+            if i in pos: raise ValueError(f"ids must be unique; {i!r} repeats (rows {pos[i]} and {r} of codes)")
+            pos[i] = r
+        missing = [i for i in concepts.ids if i not in pos]
+        if missing: raise ValueError(f"image id {missing[0]!r} of concepts.ids is not among the codes' ids "
+                                     f"({len(missing)} of {N} missing)")
+        rows = np.fromiter((pos[i] for i in concepts.ids), np.int64, N)
+        if n == N and np.array_equal(rows, np.arange(N)): rows = None
+        else: where = lambda r: f"row {r} (image id {own[r]!r})"
+    bad = _nonfinite_rows(a)
+    if rows is not None: bad = bad[np.isin(bad, rows)]                  # only the rows the concepts use matter
+    if bad.size: raise ValueError(f"codes hold NaN or infinite values, first in {where(int(bad[0]))}; "
+                                  f"{bad.size} such rows")
+    return a, rows
+
+def _nonfinite_rows(a, chunk_bytes: int = _CHUNK_BYTES) -> np.ndarray:
+    "Sorted rows of `a` holding NaN or Inf."
+    if a.dtype.kind in "biu": return np.zeros(0, np.int64)
+    if not isinstance(a, np.ndarray):                                  # scipy sparse (CSC)
+        return np.unique(a.indices[~np.isfinite(a.data)]).astype(np.int64)
+    step, out = max(1, chunk_bytes // (8 * max(a.shape[1], 1))), []
+    for s in range(0, a.shape[0], step):
+        out.append(s + np.flatnonzero(~np.isfinite(a[s:s + step]).all(1)))
+    return np.concatenate(out) if out else np.zeros(0, np.int64)
+
+
+# %% ../nbs/11_evaluate.ipynb #176a3fc8
+def _code_block(a, cols, rows) -> np.ndarray:
+    "Columns `cols` of `a` as a float64 N x len(cols) array, restricted to `rows` (None: all)."
+    X = a[:, cols]
+    X = X.toarray() if hasattr(X, "toarray") else X
+    return np.asarray(X if rows is None else X[rows], dtype=np.float64)
+
+def _bridge_measures(a, rows, members, cols, min_fires: int = 0, chunk_bytes: int = _CHUNK_BYTES) -> dict:
+    """AUROC, Jaccard of the top-|C| firing images, fires_in and fires_out of the latent columns `cols` of `a` for each
+    member set in `members` (len(cols) x K arrays), with `fires` (rows each latent is > 0 on) and `live` (fires >=
+    `min_fires`; the measures of other columns are NaN). Member sets must be neither empty nor everything."""
+    from scipy.stats import rankdata
+    cols = np.asarray(cols, dtype=np.int64)
+    N, K = (a.shape[0] if rows is None else len(rows)), len(members)
+    Mb = np.zeros((N, K), dtype=bool)
+    for k, m in enumerate(members): Mb[m, k] = True
+    Mf, npos = Mb.astype(np.float64), Mb.sum(0)
+    nneg = N - npos
+    if ((npos == 0) | (nneg == 0)).any(): raise ValueError("every member set needs members and non-members")
+    out = {k: np.full((len(cols), K), np.nan) for k in ("auroc", "jaccard", "fires_in", "fires_out")}
+    fires = np.zeros(len(cols), dtype=np.int64)
+    step = max(1, chunk_bytes // (8 * N))
+    for s in range(0, len(cols), step):
+        X = _code_block(a, cols[s:s + step], rows)
+        on = X > 0
+        fires[s:s + step] = nf = on.sum(0)
+        keep = np.flatnonzero(nf >= min_fires)
+        if keep.size == 0 or K == 0: continue
+        X, on, nf, at = X[:, keep], on[:, keep], nf[keep], s + keep
+        R = rankdata(X, axis=0)                                             # average ranks: ties count one half
+        U = Mf.T @ R - (npos * (npos + 1) / 2)[:, None]                     # K x c Mann-Whitney U of the members
+        out["auroc"][at] = (U / (npos * nneg)[:, None]).T
+        hit = Mf.T @ on                                                     # members the latent fires on
+        out["fires_in"][at] = (hit / npos[:, None]).T
+        out["fires_out"][at] = ((nf[None, :] - hit) / nneg[:, None]).T
+        order = np.argsort(-X, axis=0, kind="stable")                       # highest first, ties by row index
+        for k in range(K):
+            top = order[:npos[k]]
+            inter = (Mb[top, k] & np.take_along_axis(on, top, 0)).sum(0)
+            t = np.minimum(npos[k], nf)                                     # firing images among the top |C|
+            out["jaccard"][at, k] = inter / (npos[k] + t - inter)
+    return {**out, "fires": fires, "live": fires >= min_fires}
+
+# %% ../nbs/11_evaluate.ipynb #d9d620b9
+BRIDGE_MEASURES = ("auroc", "jaccard", "fires_in", "fires_out")
+
+def _split_concepts(concepts: Concepts) -> tuple[list, dict]:
+    "The concepts with an AUROC (members and non-members) and {key: reason} for the others."
+    ok, skipped, N = [], {}, concepts.n_images
+    for c in concepts:
+        if c.size == 0: skipped[c.key] = "skipped: the concept has no members (AUROC undefined)"
+        elif c.size == N: skipped[c.key] = "skipped: every image is a member, no non-members (AUROC undefined)"
+        else: ok.append(c)
+    return ok, skipped
+
+def _bridge_frame(records: list, first: tuple, attrs: dict) -> pd.DataFrame:
+    cols = [*first, *BRIDGE_MEASURES, "note"]
+    df = pd.DataFrame(records, columns=cols)
+    for c in ("latent", "rank", "size"): df[c] = df[c].astype("Int64")
+    for c in BRIDGE_MEASURES: df[c] = df[c].astype(np.float64)
+    df.attrs.update(attrs)
+    return df
+
+def _best(auroc: np.ndarray, jaccard: np.ndarray, index: np.ndarray, top: int) -> np.ndarray:
+    "Positions of the `top` best: auroc, then jaccard, descending; then `index` ascending."
+    return np.lexsort((index, -jaccard, -auroc))[:top]
+
+def concept_latents(concepts: Concepts, codes, *, ids=None, top: int = 5, min_fires: int = 1) -> pd.DataFrame:
+    """For every concept of `concepts`, the `top` latents of `codes` (N x m SAE codes, row-aligned with `concepts.ids`,
+    or with their own `ids` to align by id) whose firing best matches its members: one row per (concept, latent) with
+    `concept`, `concept_name`, `size`, `rank`, `latent`, `auroc`, `jaccard` (top-|C| firing images vs members),
+    `fires_in`, `fires_out` and `note`, ranked by auroc, then jaccard. Latents firing on fewer than `min_fires` rows
+    are left out; concepts without members or non-members get one row whose `note` says why."""
+    top, min_fires = _positive_int(top, "top"), _positive_int(min_fires, "min_fires", 0)
+    a, rows = _bridge_codes(codes, concepts, ids)
+    m = a.shape[1]
+    ok, skipped = _split_concepts(concepts)
+    meas = _bridge_measures(a, rows, [c.members for c in ok], np.arange(m), min_fires)
+    live = np.flatnonzero(meas["live"])
+    col = {c.key: k for k, c in enumerate(ok)}
+    records, none = [], (pd.NA, pd.NA, *[np.nan] * len(BRIDGE_MEASURES))
+    for c in concepts:
+        head = (c.key, c.name, c.size)
+        if c.key in skipped: records.append((*head, *none, skipped[c.key])); continue
+        if live.size == 0:
+            records.append((*head, *none, f"no live latent: none of the {m} fires on at least {min_fires} rows")); continue
+        k = col[c.key]
+        A, J = meas["auroc"][live, k], meas["jaccard"][live, k]
+        for r, i in enumerate(_best(A, J, live, top)):
+            j = live[i]
+            records.append((*head, r + 1, int(j), *(meas[f][j, k] for f in BRIDGE_MEASURES), ""))
+    return _bridge_frame(records, ("concept", "concept_name", "size", "rank", "latent"),
+                         {"n_latents": m, "live": int(live.size), "min_fires": min_fires})
+
+# %% ../nbs/11_evaluate.ipynb #3c93e651
+def latent_concepts(codes, concepts: Concepts, latents=None, *, ids=None, top: int = 3, min_fires: int = 1) -> pd.DataFrame:
+    """For each latent of `codes` (N x m, row-aligned with `concepts.ids` or aligned by `ids`; `latents` default: those
+    firing on at least `min_fires` rows), the `top` concepts it matches best: one row per (latent, concept) with
+    `latent`, `rank`, `concept`, `concept_name`, `size`, `auroc`, `jaccard`, `fires_in`, `fires_out` and `note`,
+    ranked by auroc, then jaccard. Concepts without members or non-members are skipped with a warning."""
+    top, min_fires = _positive_int(top, "top"), _positive_int(min_fires, "min_fires", 0)
+    a, rows = _bridge_codes(codes, concepts, ids)
+    m = a.shape[1]
+    if latents is None: cols, explicit = np.arange(m), False
+    else:
+        cols = np.atleast_1d(np.asarray(latents))
+        if cols.ndim != 1 or (cols.size and (cols.dtype == bool or cols.dtype.kind not in "iu")):
+            raise ValueError(f"latents must be a sequence of latent indices, got {latents!r}")
+        cols = cols.astype(np.int64)
+        out_of_range = cols[(cols < 0) | (cols >= m)]
+        if out_of_range.size: raise IndexError(f"latent {int(out_of_range[0])} is out of range for {m} latents")
+        cols, explicit = np.asarray(list(dict.fromkeys(cols.tolist())), dtype=np.int64), True
+    ok, skipped = _split_concepts(concepts)
+    if skipped: warnings.warn(f"latent_concepts: {len(skipped)} concept(s) cannot be matched and are skipped: "
+                              + "; ".join(f"{k}: {v}" for k, v in skipped.items()), stacklevel=2)
+    meas = _bridge_measures(a, rows, [c.members for c in ok], cols, 0 if explicit else min_fires)
+    records, pos = [], np.arange(len(ok))
+    for i, j in enumerate(cols):
+        if not meas["live"][i]: continue
+        note = "" if meas["fires"][i] >= min_fires else f"fires on {meas['fires'][i]} rows (< min_fires={min_fires})"
+        if not ok:
+            records.append((int(j), pd.NA, pd.NA, pd.NA, pd.NA, *[np.nan] * len(BRIDGE_MEASURES),
+                            "no concept to match (every concept is skipped)")); continue
+        for r, k in enumerate(_best(meas["auroc"][i], meas["jaccard"][i], pos, top)):
+            c = ok[k]
+            records.append((int(j), r + 1, c.key, c.name, c.size, *(meas[f][i, k] for f in BRIDGE_MEASURES), note))
+    return _bridge_frame(records, ("latent", "rank", "concept", "concept_name", "size"),
+                         {"n_latents": m, "live": int(meas["live"].sum()) if not explicit else None,
+                          "min_fires": min_fires, "skipped": skipped})
