@@ -16,11 +16,14 @@ import numpy as np
 import pandas as pd
 
 from .core import Config, atomic_dir, dumps, fingerprint, provenance, write_json_atomic
+from .data import KINDS
+from .phantoms import FACTOR_WORDS
 
 # %% auto #0
 __all__ = ['FORMAT', 'FORMAT_VERSION', 'CONCEPTS_JSON', 'ARRAYS_NPZ', 'IDENTIFIER_COLUMNS', 'CORRECTIONS', 'ENRICHMENT_COLUMNS',
-           'Concept', 'Concepts', 'enrichment_table', 'image_statistics', 'fisher_exact_two_sided', 'bh_adjust',
-           'column_levels', 'enrichment', 'describe_concept', 'name_concepts']
+           'IMAGE_STAT_KINDS', 'COLUMN_WORDS', 'Concept', 'Concepts', 'enrichment_table', 'image_statistics',
+           'fisher_exact_two_sided', 'bh_adjust', 'column_levels', 'column_words', 'level_words', 'enrichment',
+           'describe_concept', 'name_concepts']
 
 # %% ../nbs/07_concepts.ipynb #46a343d6
 def _json_copy(obj, what: str):
@@ -573,15 +576,38 @@ def column_levels(s: pd.Series, name: str, numeric_bins: int = 4, max_levels: in
 
 # %% ../nbs/07_concepts.ipynb #3fc4d174
 CORRECTIONS = ("fdr_bh", "bonferroni", "none")
-ENRICHMENT_COLUMNS = ("concept", "column", "kind", "value", "label", "n_in", "count_in", "share_in", "n_all", "count_all",
-                      "share_all", "lift", "effect", "p", "q", "significant")
+ENRICHMENT_COLUMNS = ("concept", "column", "kind", "levels", "value", "label", "words", "n_in", "count_in", "share_in",
+                      "n_all", "count_all", "share_all", "lift", "effect", "p", "q", "significant")
+IMAGE_STAT_KINDS = {"image_mean": "acquisition", "image_std": "acquisition"}
+COLUMN_WORDS = {**FACTOR_WORDS, "image_mean": "brightness (mean pixel)", "image_std": "contrast (pixel spread)"}
 
-def enrichment(concepts: Concepts, table: pd.DataFrame, *, columns=None, numeric_bins: int = 4, max_levels: int = 30,
-               correction: str = "fdr_bh", alpha: float = 0.05) -> pd.DataFrame:
+def column_words(column: str) -> str:
+    "Plain words for a column name (`COLUMN_WORDS`, else underscores as spaces)."
+    return COLUMN_WORDS.get(column, str(column).replace("_", " "))
+
+def level_words(column: str, levels: str, value: str, bins: int = 4) -> str:
+    """Plain words for one tested value: "pacemaker", "view AP", "age 40-49", "high heart size" (numeric quantile
+    bands: the first is low, the last high, the others lower- or upper-middle)."""
+    w = column_words(column)
+    if levels == "binary": return w
+    if levels == "age": return f"age {value}"
+    if levels != "numeric": return f"{w} {value}"
+    q = [int(x) for x in value.split(" ")[0][1:].split("-")]
+    band = ("low" if q[-1] == 1 else "high" if q[0] == bins else
+            "lower-middle" if (q[0] + q[-1]) / 2 <= bins / 2 else "upper-middle")
+    return f"{band} {w}"
+
+def _kind_of(kinds: dict, column: str) -> str:
+    return kinds.get(column) or IMAGE_STAT_KINDS.get(column, "other")
+
+def enrichment(concepts: Concepts, table: pd.DataFrame, *, kinds=None, columns=None, numeric_bins: int = 4,
+               max_levels: int = 30, correction: str = "fdr_bh", alpha: float = 0.05) -> pd.DataFrame:
     """Over- and under-representation of every value of every column of `table` among each concept's members.
 
     `table` is row-aligned with `concepts.ids` (e.g. `enrichment_table(store)`); `columns` defaults to all but `id`.
-    Returns `ENRICHMENT_COLUMNS`: counts and shares inside the concept and overall (known values only), `lift`, `effect`
+    `kinds` maps columns to what they describe (`data.KINDS`, e.g. `store.kinds`; unknown columns are "other", the
+    image statistics "acquisition"). Returns `ENRICHMENT_COLUMNS`: the column's `kind`, how it was tested (`levels`),
+    the value, its `label` and plain `words`, counts and shares inside the concept and overall (known values only), `lift`, `effect`
     (log2 odds ratio, +0.5 Haldane correction), Fisher's two-sided `p`, `q` corrected across all tests (`correction`:
     'fdr_bh', 'bonferroni' or 'none') and `significant` (q < alpha)."""
     from scipy import sparse
@@ -593,6 +619,9 @@ def enrichment(concepts: Concepts, table: pd.DataFrame, *, columns=None, numeric
     if isinstance(max_levels, bool) or not isinstance(max_levels, (int, np.integer)) or max_levels < 1:
         raise ValueError(f"max_levels must be a positive integer, got {max_levels!r}")
     if not 0 < alpha < 1: raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
+    kinds = dict(kinds or {})
+    bad = {c: k for c, k in kinds.items() if k not in KINDS}
+    if bad: raise ValueError(f"unknown kind(s) {bad}; kinds: {KINDS}")
     N = concepts.n_images
     if len(table) != N: raise ValueError(f"the table has {len(table)} rows but the concepts refer to {N} images; pass a "
                                          "table row-aligned with concepts.ids")
@@ -610,7 +639,7 @@ def enrichment(concepts: Concepts, table: pd.DataFrame, *, columns=None, numeric
         level_rows.append(r); level_cols.append(codes[r] + len(meta))
         meta += [(ci, str(c), kind, v, l) for v, l in zip(values, labels)]
     K, T = len(concepts), len(meta)
-    empty = pd.DataFrame({k: pd.Series(dtype=t) for k, t in zip(ENRICHMENT_COLUMNS, [str] * 5 + [int] * 2 + [float] + [int] * 2 + [float] * 5 + [bool])})
+    empty = pd.DataFrame({k: pd.Series(dtype=t) for k, t in zip(ENRICHMENT_COLUMNS, [str] * 7 + [int] * 2 + [float] + [int] * 2 + [float] * 5 + [bool])})
     if K == 0 or T == 0: return empty
     col_of = np.array([m[0] for m in meta], dtype=np.int64)
     X = sparse.csc_matrix((np.ones(sum(map(len, level_rows))), (np.concatenate(level_rows), np.concatenate(level_cols))),
@@ -635,7 +664,9 @@ def enrichment(concepts: Concepts, table: pd.DataFrame, *, columns=None, numeric
     effect = np.log2((a + 0.5) * (d + 0.5) / ((b + 0.5) * (c_ + 0.5)))
     share_in, share_all = a / n, k / M
     out = pd.DataFrame({"concept": np.array(concepts.keys, dtype=object)[kk], "column": [meta[t][1] for t in tt],
-                        "kind": [meta[t][2] for t in tt], "value": [meta[t][3] for t in tt], "label": [meta[t][4] for t in tt],
+                        "kind": [_kind_of(kinds, meta[t][1]) for t in tt], "levels": [meta[t][2] for t in tt],
+                        "value": [meta[t][3] for t in tt], "label": [meta[t][4] for t in tt],
+                        "words": [level_words(meta[t][1], meta[t][2], meta[t][3], numeric_bins) for t in tt],
                         "n_in": n, "count_in": a, "share_in": share_in, "n_all": M, "count_all": k, "share_all": share_all,
                         "lift": share_in / share_all, "effect": effect, "p": p, "q": q, "significant": q < alpha})
     order = np.lexsort((-effect, -np.abs(effect), q, kk))    # ties (two-level columns): over-represented first
@@ -644,11 +675,13 @@ def enrichment(concepts: Concepts, table: pd.DataFrame, *, columns=None, numeric
 # %% ../nbs/07_concepts.ipynb #17b6d0d5
 def describe_concept(enrichment_df: pd.DataFrame, key: str, n: int = 1, min_lift: float = 1.0) -> str:
     """Short text for concept `key`: its `n` most significant over-represented values (one per column, lift > `min_lift`)
-    as "view=AP 78 % vs 30 %" (share among members vs overall), joined by "; "; "" when there are none."""
+    as "acquisition: view AP (78 % vs 30 %)" (kind, plain words, share among members vs overall), joined by "; "; ""
+    when there are none."""
     df = enrichment_df[(enrichment_df["concept"] == key) & enrichment_df["significant"].astype(bool)
                        & (enrichment_df["lift"] > min_lift) & (enrichment_df["effect"] > 0)]
     df = df.iloc[np.lexsort((-df["effect"].to_numpy(), df["q"].to_numpy()))].drop_duplicates("column")
-    return "; ".join(f"{r.label} {100 * r.share_in:.0f} % vs {100 * r.share_all:.0f} %" for r in df.head(n).itertuples())
+    return "; ".join(f"{r.kind}: {r.words} ({100 * r.share_in:.0f} % vs {100 * r.share_all:.0f} %)"
+                     for r in df.head(n).itertuples())
 
 def name_concepts(concepts: Concepts, enrichment_df: pd.DataFrame, n: int = 2, min_lift: float = 1.0) -> Concepts:
     "A copy of `concepts` whose empty names are filled with `describe_concept(enrichment_df, key, n, min_lift)` (where not empty)."

@@ -253,8 +253,12 @@ def planted_setup(seed=0, n=500):
 def test_planted_enrichment_is_found_and_a_random_concept_is_clean():
     cs, table = planted_setup()
     e = enrichment(cs, table)
-    assert list(e.columns) == ["concept", "column", "kind", "value", "label", "n_in", "count_in", "share_in", "n_all",
-                               "count_all", "share_all", "lift", "effect", "p", "q", "significant"]
+    assert list(e.columns) == ["concept", "column", "kind", "levels", "value", "label", "words", "n_in", "count_in",
+                               "share_in", "n_all", "count_all", "share_all", "lift", "effect", "p", "q", "significant"]
+    assert set(e["kind"]) == {"other"}                                   # no kinds given
+    k = enrichment(cs, table, kinds={"tube_kind": "hardware"})
+    assert set(k[k["column"] == "tube_kind"]["kind"]) == {"hardware"} and set(k[k["column"] != "tube_kind"]["kind"]) <= {"other", "acquisition"}
+    with pytest.raises(ValueError, match="unknown kind.*'hardwre'"): enrichment(cs, table, kinds={"tube_kind": "hardwre"})
     hit = e[(e["concept"] == "planted") & (e["label"] == "tube_kind=ett")].iloc[0]
     assert hit["q"] < 0.01 and hit["lift"] > 1.5 and hit["effect"] > 1 and hit["significant"]
     assert e.iloc[0]["label"] == "tube_kind=ett"                      # the strongest concept's best value comes first
@@ -382,13 +386,17 @@ def test_describe_and_name_concepts():
     e = enrichment(cs, table)
     hit = e[(e["concept"] == "planted") & (e["label"] == "tube_kind=ett")].iloc[0]
     text = describe_concept(e, "planted")
-    assert text == f"tube_kind=ett {100 * hit['share_in']:.0f} % vs {100 * hit['share_all']:.0f} %"
+    assert text == f"other: tube kind ett ({100 * hit['share_in']:.0f} % vs {100 * hit['share_all']:.0f} %)"
     assert describe_concept(e, "random") == "" and describe_concept(e, "no-such-key") == ""
     assert describe_concept(e, "planted", min_lift=100.0) == ""
     fake = pd.DataFrame({"concept": ["k"] * 3, "column": ["view", "view", "sex"], "label": ["view=AP", "view=LL", "sex=F"],
+                         "kind": ["acquisition", "acquisition", "demographic"], "words": ["view AP", "view LL", "sex F"],
                          "share_in": [0.78, 0.5, 0.6], "share_all": [0.3, 0.2, 0.5], "lift": [2.6, 2.5, 1.2],
                          "effect": [3.0, 2.0, 0.5], "q": [1e-5, 1e-5, 0.01], "significant": [True, True, True]})
-    assert describe_concept(fake, "k", n=3) == "view=AP 78 % vs 30 %; sex=F 60 % vs 50 %"     # one value per column
+    assert describe_concept(fake, "k", n=3) == "acquisition: view AP (78 % vs 30 %); demographic: sex F (60 % vs 50 %)"  # one value per column
+    # the sentence is built from the stored table: change the table, the text changes
+    fake.loc[0, "share_in"] = 0.9
+    assert describe_concept(fake, "k").startswith("acquisition: view AP (90 %")
     named = name_concepts(cs.with_names({"random": "kept"}), e)
     assert named["planted"].name == describe_concept(e, "planted", n=2) and named["random"].name == "kept"
 
