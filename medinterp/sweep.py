@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
@@ -17,14 +18,19 @@ import pandas as pd
 
 from .compare import knn_overlap, linear_cka
 from .concepts import Concepts, enrichment, enrichment_table, name_concepts
-from .core import dumps, fingerprint, provenance, write_json_atomic
+from fastcore.basics import patch
+
+from .core import dumps, fingerprint, provenance, write_bytes_atomic, write_json_atomic
+from .data import KINDS
 from .extract import ActivationStore, comparable_manifest
 from .rdx import (DIRECTIONS, RDXConfig, RDXResult, available_memory, estimate_memory, load_result,
                            pair_difference, rdx, rdx_large, save_result)
 
 # %% auto #0
-__all__ = ['SWEEP_FORMAT', 'ENGINES', 'consecutive_pairs', 'resolve_poolings', 'usable_rows', 'pair_dirname', 'Sweep',
-           'rdx_sweep', 'layer_overview']
+__all__ = ['SWEEP_FORMAT', 'ENGINES', 'KIND_PHRASES', 'FACTOR_COLUMNS', 'MEASURES', 'FINDING_COLUMNS', 'consecutive_pairs',
+           'resolve_poolings', 'usable_rows', 'pair_dirname', 'Sweep', 'rdx_sweep', 'concept_factors',
+           'transition_summary', 'depth_profile', 'findings', 'finding_lines', 'transition_summaries',
+           'sweep_depth_profile', 'write_readings', 'layer_overview']
 
 # %% ../nbs/09_sweep.ipynb #69a834dd
 def consecutive_pairs(layers) -> list[tuple[str, str]]:
@@ -138,24 +144,25 @@ class Sweep:
     def result(self, pair) -> RDXResult:
         "The `RDXResult` of `pair`."
         return load_result(self.path / self._pair(pair)["dir"])
-    def concepts(self, pair, direction: str = "10") -> Concepts:
-        "The named `Concepts` of one direction of `pair`."
-        return Concepts.load(self.path / self._pair(pair)["dir"] / f"concepts_{direction}")
+    def concepts(self, pair, direction: str = "10", *, flagged: bool = False) -> Concepts:
+        "The reported (unflagged) named `Concepts` of one direction of `pair`; `flagged=True` adds the flagged ones."
+        c = Concepts.load(self.path / self._pair(pair)["dir"] / f"concepts_{direction}")
+        return c if flagged else c.reported()
     def enrichment(self, pair, direction: str = "10") -> pd.DataFrame:
         "The enrichment table of one direction of `pair` (see `concepts.enrichment`)."
         return pd.read_csv(self.path / self._pair(pair)["dir"] / f"enrichment_{direction}.csv")
 
     def summary(self) -> pd.DataFrame:
-        "One row per finished pair and direction: concepts, strongest concept and its name, BSR, mean |Δ|."
+        "One row per finished pair and direction: reported and flagged concepts, the first reported concept and its name, BSR, mean |Δ|."
         rows = []
         for i, (a, b) in enumerate(self.pairs):
             if not self.done(i): continue
             res = self.result(i)
             for key in DIRECTIONS:
-                c = self.concepts(i, key)
+                c, every = self.concepts(i, key), self.concepts(i, key, flagged=True)
                 top = c[0] if len(c) else None
                 rows.append({"pair": f"{a}→{b}", "direction": key, "explained": res[key].explained,
-                             "concepts": len(c), "top_strength": top.strength if top else np.nan,
+                             "concepts": len(c), "flagged": len(every) - len(c), "top_strength": top.strength if top else np.nan,
                              "top_name": top.name if top else "", "bsr_rank": res[key].bsr["rank"],
                              "mean_abs_delta": res.mean_abs_delta, "engine": res.meta.get("engine", "dense")})
         return pd.DataFrame(rows)
@@ -165,10 +172,10 @@ class Sweep:
         return f"Sweep({self.path}, {done}/{len(self.pairs)} pairs done, {len(self.rows)} images, mode={self.config.mode})"
 
 # %% ../nbs/09_sweep.ipynb #c4f9827a
-def _name_and_save(res: RDXResult, table: pd.DataFrame, folder: Path):
+def _name_and_save(res: RDXResult, table: pd.DataFrame, folder: Path, kinds: dict):
     for key in DIRECTIONS:
         c = res.concepts(key)
-        enr = enrichment(c, table)
+        enr = enrichment(c, table, kinds=kinds)
         name_concepts(c, enr).save(folder / f"concepts_{key}", overwrite=True)
         enr.to_csv(folder / f"enrichment_{key}.csv", index=False)
 
@@ -204,6 +211,7 @@ def rdx_sweep(store, layers=None, config: RDXConfig | None = None, out_dir=None,
     record = {"format": SWEEP_FORMAT, "version": 1, "store": str(store.path), "store_identity": ident,
               "layers": layers, "poolings": pooling, "engine": chosen, "landmarks": landmarks if chosen == "landmarks" else None,
               "config": config.to_dict(), "rows": rows.tolist(), "excluded": excluded,
+              "label_names": list(store.label_names), "kinds": {c: k for c, k in store.kinds.items() if k in KINDS},
               "pairs": [{"a": a, "b": b, "dir": pair_dirname(i, a, b)} for i, (a, b) in enumerate(pairs)],
               "provenance": provenance()}
     out.mkdir(parents=True, exist_ok=True)
@@ -243,7 +251,7 @@ def rdx_sweep(store, layers=None, config: RDXConfig | None = None, out_dir=None,
             if staging.exists(): shutil.rmtree(staging)
             try:
                 save_result(res, staging, input_fingerprint=fp)
-                _name_and_save(res, table, staging)
+                _name_and_save(res, table, staging, record["kinds"])
                 if folder.exists(): shutil.rmtree(folder)
                 os.replace(staging, folder)
             finally:
@@ -251,7 +259,7 @@ def rdx_sweep(store, layers=None, config: RDXConfig | None = None, out_dir=None,
             if bar is not None: bar.update(1)
     finally:
         if bar is not None: bar.close()
-    return sweep
+    return write_readings(sweep)
 
 def _finished(folder: Path, config: RDXConfig, fp: str) -> bool:
     if not (folder / "result.json").is_file(): return False
@@ -264,6 +272,181 @@ def _align_extra(extra: pd.DataFrame, ids: list[str]) -> pd.DataFrame:
     missing = [i for i in ids if i not in e.index]
     if missing: raise ValueError(f"extra has no row for {len(missing)} image(s), e.g. {missing[:3]}")
     return e.loc[ids].reset_index()
+
+# %% ../nbs/09_sweep.ipynb #08dfa7a3
+KIND_PHRASES = {"acquisition": "acquisition", "hardware": "hardware", "anatomy": "anatomy", "finding": "findings",
+                "demographic": "demographics", "source": "image source", "other": "other recorded factors"}
+FACTOR_COLUMNS = ("concept", "rank", "size", "stability", "kind", "column", "words", "label", "share_in", "share_all",
+                  "lift", "q")
+
+def _with_words(enr: pd.DataFrame) -> pd.DataFrame:
+    "Enrichment tables written before kinds existed: kind 'other', words = label."
+    if "words" in enr.columns and "levels" in enr.columns: return enr
+    return enr.assign(kind="other", words=enr["label"])
+
+def concept_factors(concepts: Concepts, enr: pd.DataFrame, *, per_concept: int = 2, min_lift: float = 1.0) -> pd.DataFrame:
+    """The factors each reported concept of `concepts` organises: its `per_concept` most significant over-represented
+    values of `enr` (one per column, lift > `min_lift`), in the concepts' order. Columns: `FACTOR_COLUMNS`."""
+    enr = _with_words(enr)
+    sig = enr[enr["significant"].astype(bool) & (enr["lift"] > min_lift) & (enr["effect"] > 0)]
+    rows = []
+    for rank, c in enumerate(concepts.reported()):
+        e = sig[sig["concept"] == c.key]
+        e = e.iloc[np.lexsort((-e["effect"].to_numpy(), e["q"].to_numpy()))].drop_duplicates("column").head(per_concept)
+        rows += [{"concept": c.key, "rank": rank, "size": c.size, "stability": c.stability, "kind": r.kind,
+                  "column": r.column, "words": r.words, "label": r.label, "share_in": r.share_in,
+                  "share_all": r.share_all, "lift": r.lift, "q": r.q} for r in e.itertuples()]
+    return pd.DataFrame(rows, columns=list(FACTOR_COLUMNS))
+
+# %% ../nbs/09_sweep.ipynb #e97e9ece
+def _and(parts: list[str]) -> str:
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+def _plural(n: int, word: str) -> str: return f"{n} {word}{'' if n == 1 else 's'}"
+
+def transition_summary(a: str, b: str, direction: str, concepts: Concepts, enr: pd.DataFrame, *,
+                       max_kinds: int = 3, per_kind: int = 2) -> dict:
+    """One to three plain sentences on what transition `a`→`b` did in `direction`, built from its reported concepts
+    and their enrichment `enr`, grouped by kind (at most `max_kinds` kinds, `per_kind` factors each, strongest
+    concepts first). Returns {pair, direction, sentences, text, groups, reported, flagged, unexplained}."""
+    if direction not in DIRECTIONS: raise ValueError(f"direction must be '10' or '01', got {direction!r}")
+    f = concept_factors(concepts, enr)
+    reported = concepts.reported()
+    groups = []
+    for kind, g in f.groupby("kind", sort=False):                       # kinds in the order of their best concept
+        g = g.drop_duplicates("words").head(per_kind)
+        recs = g[["concept", "words", "label", "share_in", "share_all", "stability"]].to_dict("records")
+        groups.append({"kind": kind, "factors": [{k: (None if isinstance(v, float) and math.isnan(v) else v)
+                                                  for k, v in r.items()} for r in recs]})
+    groups = groups[:max_kinds]
+    phrase = lambda g: f"{KIND_PHRASES.get(g['kind'], g['kind'])} (" + "; ".join(
+        f"{x['words']}, {x['concept']} {100 * x['share_in']:.0f} % vs {100 * x['share_all']:.0f} %" for x in g["factors"]) + ")"
+    unexplained = [c.key for c in reported if c.key not in set(f["concept"])]
+    if direction == "10":
+        first = (f"{a}→{b} forms no new stable group of images." if not len(reported) else
+                 f"{a}→{b} newly groups images by {_and([phrase(g) for g in groups])}." if groups else
+                 f"{a}→{b} newly groups images into {_plural(len(reported), 'stable concept')} that no recorded factor explains.")
+    else:
+        first = (f"It keeps every stable grouping of {a}." if not len(reported) else
+                 f"It separates images that {a} grouped by {_and([phrase(g) for g in groups])}." if groups else
+                 f"It separates {_plural(len(reported), 'stable group')} of {a} that no recorded factor explains.")
+    sentences = [first]
+    if groups and unexplained:
+        sentences.append(f"{_plural(len(unexplained), 'more stable concept')} match{'es' if len(unexplained) == 1 else ''} no recorded factor.")
+    n_flag = len(concepts) - len(reported)
+    if n_flag: sentences.append(f"{_plural(n_flag, 'cluster')} flagged tiny, catch-all or unstable {'is' if n_flag == 1 else 'are'} left out.")
+    return {"pair": f"{a}→{b}", "direction": direction, "sentences": sentences, "text": " ".join(sentences),
+            "groups": groups, "reported": len(reported), "flagged": n_flag, "unexplained": unexplained}
+
+# %% ../nbs/09_sweep.ipynb #2efcabdb
+MEASURES = ("purity", "lift")
+
+def depth_profile(tables, *, measure: str = "purity") -> pd.DataFrame:
+    """Factor × transition table: `tables` is a sequence of (transition name, concept factors) in depth order (see
+    `concept_factors`); the cell is the `measure` ('purity' = share among members, or 'lift') of the best reported
+    concept organising that factor value there, NaN where none does. Rows are (kind, factor) in kind order, then by
+    the first transition organising them."""
+    if measure not in MEASURES: raise ValueError(f"measure must be one of {MEASURES}, got {measure!r}")
+    names = [n for n, _ in tables]
+    col = "share_in" if measure == "purity" else "lift"
+    cells = {}
+    for j, (name, f) in enumerate(tables):
+        for r in f.itertuples():
+            key = (r.kind, r.words)
+            cells.setdefault(key, {})[name] = max(cells.get(key, {}).get(name, -np.inf), getattr(r, col))
+    order = sorted(cells, key=lambda k: (KINDS.index(k[0]) if k[0] in KINDS else len(KINDS),
+                                         min(names.index(n) for n in cells[k]), k[1]))
+    out = pd.DataFrame([[cells[k].get(n, np.nan) for n in names] for k in order], columns=names,
+                       index=pd.MultiIndex.from_tuples(order, names=["kind", "factor"]) if order else
+                       pd.MultiIndex.from_tuples([], names=["kind", "factor"]))
+    return out
+
+# %% ../nbs/09_sweep.ipynb #7ff01d0c
+def _positive(enr: pd.DataFrame, label: str) -> pd.DataFrame:
+    "Enrichment rows of the positive value of binary `label`."
+    rows = enr[enr["column"] == label]
+    return rows[rows["value"].astype(str).isin(["1", "1.0", "True", "true"])]
+
+FINDING_COLUMNS = ("label", "organised", "pair", "direction", "concept", "size", "purity", "overall", "q", "stability", "name")
+
+def findings(sweep: Sweep, labels=None, *, min_purity: float = 0.8, min_size: int | None = None,
+             max_q: float = 0.05) -> pd.DataFrame:
+    """Per label (default: the store's labels), the first transition (direction 10) whose *reported* concept of at
+    least `min_size` images (default max(5, 1 % of the images)) is at least `min_purity` that label with q < `max_q`;
+    otherwise the purest reported concept seen. Columns: `FINDING_COLUMNS` (stability of the concept included)."""
+    labels = list(sweep.record.get("label_names", []) if labels is None else labels)
+    min_size = max(5, round(0.01 * len(sweep.rows))) if min_size is None else int(min_size)
+    out = []
+    for label in labels:
+        first, best = None, None
+        for i, (a, b) in enumerate(sweep.pairs):
+            if not sweep.done(i): continue
+            c = sweep.concepts(i, "10")
+            for r in _positive(sweep.enrichment(i, "10"), label).itertuples():
+                if r.concept not in c.keys: continue                     # flagged clusters do not count
+                x = c[r.concept]
+                row = {"label": label, "pair": f"{a}→{b}", "direction": "10", "concept": r.concept, "size": x.size,
+                       "purity": float(r.share_in), "overall": float(r.share_all), "q": float(r.q),
+                       "stability": np.nan if x.stability is None else x.stability, "name": x.name}
+                if row["size"] < min_size: continue
+                if first is None and row["purity"] >= min_purity and row["q"] < max_q: first = row
+                if best is None or row["purity"] > best["purity"]: best = row
+            if first is not None: break
+        pick = first or best or {"label": label, "pair": "", "direction": "10", "concept": "", "size": 0,
+                                 "purity": np.nan, "overall": np.nan, "q": np.nan, "stability": np.nan, "name": ""}
+        out.append({**pick, "organised": first is not None})
+    return pd.DataFrame(out, columns=list(FINDING_COLUMNS))
+
+def finding_lines(table: pd.DataFrame) -> list[str]:
+    "One sentence per row of `findings`."
+    lines = []
+    for r in table.itertuples():
+        st = "" if pd.isna(r.stability) else f", stability {r.stability:.2f}"
+        if r.organised:
+            lines.append(f"{r.label}: first organised at {r.pair} ({r.concept}: {r.size} images, {r.purity:.0%} {r.label} "
+                         f"vs {r.overall:.0%} overall, q={r.q:.1e}{st})")
+        elif r.pair:
+            lines.append(f"{r.label}: no transition organises it (best: {r.pair} {r.concept}, {r.size} images, "
+                         f"{r.purity:.0%} vs {r.overall:.0%} overall{st})")
+        else:
+            lines.append(f"{r.label}: no reported concept of the minimum size mentions it")
+    return lines
+
+# %% ../nbs/09_sweep.ipynb #566de3ab
+def transition_summaries(sweep: Sweep) -> list[dict]:
+    "`transition_summary` of every finished pair and direction of `sweep`, in depth order."
+    out = []
+    for i, (a, b) in enumerate(sweep.pairs):
+        if not sweep.done(i): continue
+        out += [transition_summary(a, b, key, sweep.concepts(i, key, flagged=True), sweep.enrichment(i, key))
+                for key in DIRECTIONS]
+    return out
+
+def sweep_depth_profile(sweep: Sweep, direction: str = "10", *, measure: str = "purity") -> pd.DataFrame:
+    "`depth_profile` over the finished pairs of `sweep` (columns 'a→b')."
+    return depth_profile([(f"{a}→{b}", concept_factors(sweep.concepts(i, direction), sweep.enrichment(i, direction)))
+                          for i, (a, b) in enumerate(sweep.pairs) if sweep.done(i)], measure=measure)
+
+def write_readings(sweep: Sweep) -> Sweep:
+    "Write `summaries.json` and `depth_profile.csv` (direction 10, purity) into the sweep folder, atomically."
+    write_json_atomic(sweep.path / "summaries.json", {"format": "medinterp.transition_summaries", "version": 1,
+                                                       "summaries": transition_summaries(sweep)})
+    csv = sweep_depth_profile(sweep).reset_index().to_csv(index=False).encode()
+    write_bytes_atomic(sweep.path / "depth_profile.csv", csv)
+    return sweep
+
+@patch
+def summaries(self: Sweep) -> list[dict]:
+    "The saved transition summaries (computed when the sweep predates them)."
+    f = self.path / "summaries.json"
+    return json.loads(f.read_text(encoding="utf-8"))["summaries"] if f.is_file() else transition_summaries(self)
+
+@patch
+def depth_profile(self: Sweep) -> pd.DataFrame:
+    "The saved depth profile (direction 10, purity), indexed by (kind, factor)."
+    f = self.path / "depth_profile.csv"
+    if not f.is_file(): return sweep_depth_profile(self)
+    return pd.read_csv(f).set_index(["kind", "factor"])
 
 # %% ../nbs/09_sweep.ipynb #96c70417
 def layer_overview(store, layers=None, *, pooling="auto", k: int = 10, sweep: Sweep | None = None,
