@@ -20,61 +20,40 @@ from .models import WeightsUnavailableError, load_backbone
 from .rdx import RDXConfig
 from .sae import SAEConfig
 from .study import Study, StudyConfig
+from .sweep import finding_lines, findings
 
 # %% auto #0
-__all__ = ['DEMO_SAE', 'USER_ERRORS', 'findings', 'finding_lines', 'open_images', 'study_from_images', 'analyse', 'demo',
+__all__ = ['DEMO_SAE', 'USER_ERRORS', 'profile_lines', 'summary_lines', 'open_images', 'study_from_images', 'analyse', 'demo',
            'parser', 'main']
 
 # %% ../nbs/16_cli.ipynb #21985838
-def _positive(enr: pd.DataFrame, label: str) -> pd.DataFrame:
-    "Enrichment rows of the positive value of binary `label`."
-    rows = enr[enr["column"] == label]
-    return rows[rows["value"].astype(str).isin(["1", "1.0", "True", "true"])]
+def _findings(study: Study) -> pd.DataFrame:
+    "`sweep.findings` of the study's RDX sweep."
+    if study.sweep is None:
+        raise FileNotFoundError(f"the study {study.path} has no RDX sweep: run `medinterp rdx --study {study.path}`")
+    return findings(study.sweep)
 
-def findings(study: Study, labels=None, *, min_purity: float = 0.8, min_size: int | None = None,
-             max_q: float = 0.05) -> pd.DataFrame:
-    """Per label: the first layer transition organising it (see above). Columns: label, organised, pair, direction,
-    concept, size, purity, overall, q, name. `min_size` defaults to max(5, 1 % of the images)."""
-    sweep = study.sweep
-    if sweep is None: raise FileNotFoundError(f"the study {study.path} has no RDX sweep: run `medinterp rdx --study {study.path}`")
-    labels = list(study.store.label_names if labels is None else labels)
-    n = len(sweep.rows)
-    min_size = max(5, round(0.01 * n)) if min_size is None else int(min_size)
-    out = []
-    for label in labels:
-        first, best = None, None
-        for i, (a, b) in enumerate(sweep.pairs):
-            if not sweep.done(i): continue
-            c = sweep.concepts(i, "10")
-            sizes = dict(zip(c.keys, c.sizes))
-            pos = _positive(sweep.enrichment(i, "10"), label)
-            for r in pos.itertuples():
-                row = {"label": label, "pair": f"{a}→{b}", "direction": "10", "concept": r.concept,
-                       "size": int(sizes.get(r.concept, 0)), "purity": float(r.share_in), "overall": float(r.share_all),
-                       "q": float(r.q), "name": c[r.concept].name if r.concept in sizes else ""}
-                ok = row["size"] >= min_size and row["purity"] >= min_purity and row["q"] < max_q
-                if ok and first is None: first = row
-                if row["size"] >= min_size and (best is None or row["purity"] > best["purity"]): best = row
-            if first is not None: break
-        pick = first or best or {"label": label, "pair": "", "direction": "10", "concept": "", "size": 0,
-                                 "purity": np.nan, "overall": np.nan, "q": np.nan, "name": ""}
-        out.append({**pick, "organised": first is not None})
-    cols = ["label", "organised", "pair", "direction", "concept", "size", "purity", "overall", "q", "name"]
-    return pd.DataFrame(out, columns=cols)
+def profile_lines(profile: pd.DataFrame, max_rows: int = 30) -> list[str]:
+    "The depth profile as text: one row per factor (kind · words), one column T1, T2, ... per transition, purity in %."
+    if profile.empty: return ["depth profile: no reported concept organises any recorded factor"]
+    names = [f"T{j + 1}" for j in range(profile.shape[1])]
+    rows = [f"{k} · {w}" for k, w in profile.index][:max_rows]
+    width = max(len(r) for r in rows)
+    out = ["depth profile (purity of the best reported concept organising each factor, direction 10; · = none):",
+           " " * width + "".join(f"{n:>6}" for n in names)]
+    for label, vals in zip(rows, profile.to_numpy()):
+        out.append(label.ljust(width) + "".join("     ·" if np.isnan(v) else f"{100 * v:5.0f}%" for v in vals))
+    if len(profile) > max_rows: out.append(f"... {len(profile) - max_rows} more factors in depth_profile.csv")
+    out.append("  " + ", ".join(f"{n} = {c}" for n, c in zip(names, profile.columns)))
+    return out
 
-def finding_lines(table: pd.DataFrame) -> list[str]:
-    "One human sentence per row of `findings`."
-    lines = []
-    for r in table.itertuples():
-        if r.organised:
-            lines.append(f"{r.label}: first organised at {r.pair} ({r.concept}: {r.size} images, {r.purity:.0%} {r.label} "
-                         f"vs {r.overall:.0%} overall, q={r.q:.1e})")
-        elif r.pair:
-            lines.append(f"{r.label}: no transition organises it (best: {r.pair} {r.concept}, {r.size} images, "
-                         f"{r.purity:.0%} vs {r.overall:.0%} overall)")
-        else:
-            lines.append(f"{r.label}: no concept of the minimum size mentions it")
-    return lines
+def summary_lines(study: Study) -> list[str]:
+    "Transition summaries (both directions of each pair), the depth profile, for the printed summary."
+    sw = study.sweep
+    if sw is None: return []
+    by_pair = {}
+    for s in sw.summaries(): by_pair.setdefault(s["pair"], []).append(s["text"])
+    return [f"{p}: {' '.join(texts)}" for p, texts in by_pair.items()] + profile_lines(sw.depth_profile())
 
 # %% ../nbs/16_cli.ipynb #a9e6cc1e
 def open_images(images, metadata=None, *, format: str = "auto", n: int | None = None, seed: int = 0,
@@ -103,7 +82,7 @@ def analyse(study: Study, *, rdx_config: RDXConfig | None = None, sae_config: SA
     "Stages 2-4 on an extracted study: RDX sweep + overview, SAE on `sae_layer` (default: last), report; the findings."
     study.run_rdx(rdx_config, progress=progress)
     study.train_sae(sae_layer, sae_config, progress=progress)
-    table = findings(study)
+    table = _findings(study)
     write_json_atomic(study.path / "findings.json", json.loads(table.to_json(orient="records")))
     if report: study.export_html(progress=progress)
     return table
@@ -146,6 +125,7 @@ def _summary(study: Study, table: pd.DataFrame | None, seconds: float) -> list[s
         low = ov.loc[ov["cka"].idxmin()]
         lines.append(f"RDX: {len(sw.pairs)} layer pairs; the largest change is {low['pair']} (CKA {low['cka']:.2f}, "
                      f"kNN overlap {low['knn_overlap']:.2f})")
+    if sw is not None and table is not None: lines += summary_lines(study)
     if table is not None: lines += finding_lines(table)
     for name in study.saes:
         run = study.sae_run(name); m = run.metrics
@@ -163,8 +143,9 @@ def _add_rdx_options(p):
     g = p.add_argument_group("RDX")
     g.add_argument("--gamma", type=float, default=0.05, help="rank-difference scale (default 0.05)")
     g.add_argument("--beta", type=float, default=5.0, help="affinity sharpness (default 5)")
-    g.add_argument("--mode", choices=("v2", "paper"), default="v2", help="v2: symmetrised ranks, K clusters (default)")
-    g.add_argument("--clusters", type=int, default=10, help="spectral clusters K (default 10)")
+    g.add_argument("--mode", choices=("v2", "paper"), default="v2", help="v2: symmetrised ranks and a null threshold (default)")
+    g.add_argument("--clusters", type=int, default=10, help="concepts per direction at most, K (K + 1 spectral clusters; default 10)")
+    g.add_argument("--stability-runs", type=int, default=5, help="reruns measuring each concept's stability (0 = off; default 5)")
 
 def _add_sae_options(p):
     g = p.add_argument_group("SAE")
@@ -207,7 +188,8 @@ def parser() -> argparse.ArgumentParser:
     h.add_argument("--study", required=True); h.add_argument("--html", default=None, help="output file (default <study>/report.html)")
     return p
 
-def _rdx_config(a) -> RDXConfig: return RDXConfig(gamma=a.gamma, beta=a.beta, mode=a.mode, n_clusters=a.clusters)
+def _rdx_config(a) -> RDXConfig:
+    return RDXConfig(gamma=a.gamma, beta=a.beta, mode=a.mode, n_clusters=a.clusters, stability_runs=a.stability_runs)
 def _sae_config(a) -> SAEConfig:
     return SAEConfig(architecture=a.architecture, expansion=a.expansion, k=a.k, epochs=a.epochs)
 
@@ -216,7 +198,7 @@ def _dispatch(a, progress: bool) -> tuple[Study, pd.DataFrame | None]:
         from medinterp.phantom_vit import PhantomViTConfig
         mc = PhantomViTConfig() if a.model_steps is None else PhantomViTConfig(max_steps=a.model_steps)
         s = demo(a.out, a.n, seed=a.seed, model_images=a.model_images, model_config=mc, progress=progress)
-        return s, findings(s)
+        return s, _findings(s)
     if a.command in ("run", "extract"):
         s = study_from_images(a.out, a.backbone, a.images, a.metadata, format=a.format, n=a.n or None, seed=a.seed,
                               device=a.device, progress=progress)
@@ -224,7 +206,7 @@ def _dispatch(a, progress: bool) -> tuple[Study, pd.DataFrame | None]:
         return s, analyse(s, rdx_config=_rdx_config(a), sae_config=_sae_config(a), sae_layer=a.layer, progress=progress)
     s = Study.open(a.study)
     if a.command == "rdx":
-        s.run_rdx(_rdx_config(a), progress=progress); return s, findings(s)
+        s.run_rdx(_rdx_config(a), progress=progress); return s, _findings(s)
     if a.command == "sae":
         s.train_sae(a.layer, _sae_config(a), progress=progress); return s, None
     s.export_html(a.html, progress=progress)
