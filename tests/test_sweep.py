@@ -5,6 +5,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from medinterp.compare import overview_figure
@@ -44,11 +45,11 @@ def test_pairs_results_and_concepts(store, sweep):
         ref = rdx(A, B, CFG)
         for key in DIRECTIONS:
             np.testing.assert_array_equal(res[key].labels, ref[key].labels)
-            c = sweep.concepts(i, key)
-            assert isinstance(c, Concepts) and len(c) == len(res[key].kept)
+            every, c = sweep.concepts(i, key, flagged=True), sweep.concepts(i, key)
+            assert isinstance(c, Concepts) and len(every) == len(res[key].kept) and c == every.reported()
             assert c.explained == (b if key == "10" else a)
             enr = sweep.enrichment(i, key)
-            assert set(enr["concept"]) <= set(c.keys)
+            assert set(enr["concept"]) <= set(every.keys)
     s = sweep.summary()
     assert len(s) == 2 * len(sweep.pairs) and set(s["direction"]) == set(DIRECTIONS)
     assert sweep.result(f"{sweep.pairs[0][0]}→{sweep.pairs[0][1]}").layers == sweep.pairs[0]
@@ -132,3 +133,28 @@ def test_layer_overview(store, sweep):
     assert len(fig.data) == 3
     with pytest.raises(ValueError, match="run rdx_sweep first"):
         layer_overview(store, config=CFG, max_dense=10, progress=False)
+
+
+def test_summaries_and_depth_profile_are_saved_and_built_from_the_stored_enrichment(sweep):
+    from medinterp.sweep import concept_factors, findings, sweep_depth_profile, transition_summaries
+    saved = json.loads((sweep.path / "summaries.json").read_text())["summaries"]
+    assert saved == transition_summaries(sweep) == sweep.summaries()
+    assert [(s["pair"], s["direction"]) for s in saved] == [(f"{a}→{b}", d) for a, b in sweep.pairs for d in DIRECTIONS]
+    for s in saved:
+        assert 1 <= len(s["sentences"]) <= 3 and s["text"].startswith((s["pair"], "It "))
+    prof = sweep.depth_profile()
+    assert list(prof.columns) == [f"{a}→{b}" for a, b in sweep.pairs]
+    pd.testing.assert_frame_equal(prof, sweep_depth_profile(sweep), check_dtype=False, check_index_type=False)
+    # every non-empty cell is the purity of a reported concept's significant factor in that transition
+    for (kind, words), row in prof.iterrows():
+        for j, v in enumerate(row):
+            if np.isnan(v): continue
+            f = concept_factors(sweep.concepts(j, "10"), sweep.enrichment(j, "10"))
+            hit = f[(f["kind"] == kind) & (f["words"] == words)]
+            assert len(hit) and hit["share_in"].max() == pytest.approx(v)
+    f = findings(sweep)
+    assert list(f["label"]) == sweep.record["label_names"]
+    for r in f[f["organised"]].itertuples():
+        i = [f"{a}→{b}" for a, b in sweep.pairs].index(r.pair)
+        c = sweep.concepts(i, "10")[r.concept]
+        assert not c.flags and r.stability == c.stability and r.purity >= 0.8
