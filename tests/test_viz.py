@@ -362,3 +362,98 @@ def test_align_2d_keeps_the_spread_of_an_unrelated_layer():
     Q = align_2d(ref, P)
     np.testing.assert_allclose(((Q - Q.mean(0)) ** 2).sum(), ((ref - ref.mean(0)) ** 2).sum())
     np.testing.assert_allclose(Q.mean(0), ref.mean(0), atol=1e-12)
+
+
+# --- depth profile and transition summaries ------------------------------------------------------------------------
+
+from medinterp.viz import depth_profile_figure, depth_profile_image, depth_profile_png, summaries_html  # noqa: E402
+import pandas as pd  # noqa: E402
+
+
+def _profile(rows=None, cols=("b0→b1", "b1→b2", "b2→b3")):
+    rows = rows or [("acquisition", "brightness: high"), ("acquisition", "rotation: left"), ("hardware", "pacemaker"),
+                    ("hardware", "ECG leads"), ("anatomy", "heart size: large"), ("finding", "effusion: left")]
+    rng = np.random.default_rng(0)
+    V = np.where(rng.random((len(rows), len(cols))) < 0.6, rng.uniform(0.2, 1.0, (len(rows), len(cols))), np.nan)
+    V[0, :3] = [0.5, np.nan, 0.0]                               # a NaN and a true 0 % next to each other
+    return pd.DataFrame(V, index=pd.MultiIndex.from_tuples(rows, names=["kind", "factor"]), columns=list(cols))
+
+
+def test_depth_profile_figure_empty():
+    empty = _profile().iloc[:0]
+    for prof in (empty, _profile() * np.nan):
+        fig = depth_profile_figure(prof, title="t")
+        assert len(fig.data) == 0
+        assert fig.layout.annotations[0].text == "no reported concept organises any recorded factor"
+    im = Image.open(io.BytesIO(depth_profile_png(empty, scale=1)))
+    assert im.mode == "RGB" and np.asarray(im).min() < 255
+
+
+def test_depth_profile_figure_nan_blank_not_zero():
+    fig = depth_profile_figure(_profile())
+    hm = fig.data[0]
+    assert tuple(hm.text[0]) == ("50 %", "", "0 %")
+    assert hm.z[0][1] is None and hm.z[0][2] == 0               # NaN uncoloured, 0 % coloured
+    prof = _profile()
+    for i, j in zip(*np.nonzero(np.isnan(prof.to_numpy()))):
+        assert hm.text[i][j] == "" and hm.z[i][j] is None
+    assert (hm.zmin, hm.zmax, hm.colorbar.title.text) == (0, 100, "purity")
+
+
+def test_depth_profile_figure_row_order_and_escaping():
+    rows = [("finding", "effusion"), ("acquisition", "<b>x</b>"), ("hardware", "pacemaker"), ("finding", "opacity")]
+    fig = depth_profile_figure(_profile(rows))
+    hm = fig.data[0]
+    assert list(hm.y) == ["finding · effusion", "acquisition · &lt;b&gt;x&lt;/b&gt;", "hardware · pacemaker",
+                          "finding · opacity"]
+    assert fig.layout.yaxis.autorange == "reversed"              # first row on top
+    assert len(fig.layout.shapes) == 3                            # a rule at each change of kind
+    assert list(hm.x) == ["b0→b1", "b1→b2", "b2→b3"]
+    tall = depth_profile_figure(_profile([(k, f"{k}{i}") for k in ("hardware", "finding") for i in range(10)]))
+    assert tall.layout.height > fig.layout.height
+
+
+def test_depth_profile_rejects_non_profiles():
+    with pytest.raises(ValueError, match=r"\[0, 1\]"): depth_profile_figure(_profile() * 4)
+    with pytest.raises(ValueError, match="kind, factor"): depth_profile_png(_profile().reset_index(drop=True))
+    with pytest.raises(TypeError): depth_profile_figure(np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="scale"): depth_profile_png(_profile(), scale=0)
+
+
+def test_depth_profile_png_size(tmp_path):
+    prof = _profile()
+    data = depth_profile_png(prof, tmp_path / "d" / "depth.png", scale=1)
+    assert (tmp_path / "d" / "depth.png").read_bytes() == data
+    im = Image.open(io.BytesIO(data))
+    assert im.mode == "RGB"
+    w, h = im.size
+    # short column names: horizontal; 6 rows of 26 px + header + legend; 3 cells of >= 60 px + labels
+    assert 420 < w < 700 and 6 * 26 + 60 < h < 400, (w, h)
+    w2, h2 = Image.open(io.BytesIO(depth_profile_png(prof, scale=2))).size
+    assert abs(w2 / w - 2) < 0.1 and abs(h2 / h - 2) < 0.1
+    more = depth_profile_image(_profile([("finding", f"f{i}") for i in range(12)]), scale=1)
+    assert more.shape[0] - h == pytest.approx(6 * 26, abs=2)
+    long = depth_profile_image(_profile(cols=[f"blocks.{i}→blocks.{i + 1}" for i in range(12)]), scale=1)
+    assert long.shape[1] > w and long.shape[0] > h                # turned labels need a taller header
+
+
+def _summary(pair, direction, sentences, kinds=()):
+    return {"pair": pair, "direction": direction, "sentences": sentences, "text": " ".join(sentences),
+            "groups": [{"kind": k, "factors": []} for k in kinds], "reported": len(kinds), "flagged": 0,
+            "unexplained": []}
+
+
+def test_summaries_html_escapes_and_emphasises():
+    bad = '<script>alert("x")</script>'
+    sums = [_summary("a→b", "10", [f"a→b newly groups images by hardware ({bad} wire, c0 80 % vs 10 %)."], ["hardware"]),
+            _summary("a→b", "01", ["It keeps every stable grouping of a."]),
+            _summary(f"b→{bad}", "10", ["b→c newly groups images by findings (effusion, c1 70 % vs 20 %) and "
+                                        "demographics (sex & age, c2 60 % vs 50 %)."], ["finding", "demographic"])]
+    out = summaries_html(sums)
+    assert "<script" not in out and "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in out
+    assert "sex &amp; age" in out
+    for k in ("hardware", "findings", "demographics"): assert out.count(f"<b>{k}</b>") == 1
+    assert out.index("a→b") < out.index("b→&lt;script")
+    assert out.count("<section") == 2 and "not computed" in out   # the second pair has no direction 01
+    assert "No transition summaries" in summaries_html([])
+    with pytest.raises(ValueError, match="direction"): summaries_html([_summary("a→b", "11", ["x"])])
