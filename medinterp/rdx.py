@@ -20,11 +20,11 @@ from .core import Config, atomic_dir, fingerprint, provenance, write_json_atomic
 from .concepts import Concept, Concepts
 
 # %% auto #0
-__all__ = ['MODES', 'DIRECTIONS', 'RESULT_FORMAT', 'RDXConfig', 'check_pair', 'duplicate_rows', 'rank_matrix', 'difference',
-           'affinity', 'pair_difference', 'SpectralFit', 'spectral_fit', 'spectral_labels', 'grid_sample', 'bsr',
-           'rank_rows', 'AffineMap', 'fit_alignment', 'estimate_memory', 'available_memory', 'check_memory',
-           'subsample_ranks', 'quality_score', 'RDXDirection', 'RDXResult', 'rdx', 'merged_blobs', 'planted_merges',
-           'SnapshotRow', 'Snapshot', 'snapshot', 'save_result', 'load_result', 'rdx_large']
+__all__ = ['MODES', 'DIRECTIONS', 'RERUN_N_INIT', 'RERUN_TOL', 'RESULT_FORMAT', 'RDXConfig', 'check_pair', 'duplicate_rows',
+           'rank_matrix', 'difference', 'affinity', 'pair_difference', 'SpectralFit', 'spectral_fit', 'spectral_labels',
+           'grid_sample', 'bsr', 'rank_rows', 'AffineMap', 'fit_alignment', 'estimate_memory', 'available_memory',
+           'check_memory', 'subsample_ranks', 'quality_score', 'RDXDirection', 'RDXResult', 'rdx', 'merged_blobs',
+           'planted_merges', 'SnapshotRow', 'Snapshot', 'snapshot', 'save_result', 'load_result', 'rdx_large']
 
 # %% ../nbs/08_rdx.ipynb #dfe4be96
 MODES = ("v2", "paper")
@@ -158,15 +158,24 @@ def _row_chunks(n: int, parts: int) -> list[slice]:
 
 def _threads() -> int: return max(1, min(torch.get_num_threads(), os.cpu_count() or 1))
 
-def _map_rows(fn, n: int):
-    "Run fn(row slice) over `n` rows split across threads (numpy sorts release the GIL)."
+def _pool(parts: int):
     global _POOL
-    parts = _threads()
-    if parts == 1 or n < 64: return [fn(slice(0, n))]
     if _POOL is None or _POOL._max_workers != parts:
         from concurrent.futures import ThreadPoolExecutor
         _POOL = ThreadPoolExecutor(parts)
-    return list(_POOL.map(fn, _row_chunks(n, parts)))
+    return _POOL
+
+def _map_rows(fn, n: int):
+    "Run fn(row slice) over `n` rows split across threads (numpy sorts release the GIL)."
+    parts = _threads()
+    if parts == 1 or n < 64: return [fn(slice(0, n))]
+    return list(_pool(parts).map(fn, _row_chunks(n, parts)))
+
+def _map_tasks(fn, items) -> list:
+    "fn over `items` in threads (independent tasks whose heavy parts release the GIL), results in order."
+    parts = _threads()
+    if parts == 1 or len(items) < 2: return [fn(x) for x in items]
+    return list(_pool(parts).map(fn, items))
 
 def _stable_argsort_rows(D: torch.Tensor) -> torch.Tensor:
     """Row-wise argsort with ties broken by index (a stable sort). On CPU: numpy's SIMD quicksort in threads, then the
@@ -294,11 +303,12 @@ class SpectralFit:
         W = S_new / sqrt_degree_new[:, None] / self.sqrt_degree[None, :]
         return (W @ self.vectors) / self.values / sqrt_degree_new[:, None] * self.signs
 
-def spectral_fit(S, n_clusters: int, seed: int = 0, n_init: int = 10) -> SpectralFit:
+def spectral_fit(S, n_clusters: int, seed: int = 0, n_init: int = 10, tol: float = 0.0) -> SpectralFit:
     """Spectral clustering of a symmetric non-negative affinity `S` (N×N, numpy or torch; overwritten in place).
 
     Normalised-Laplacian embedding through `scipy.sparse.linalg.eigsh` on D^-1/2 S D^-1/2 (diagonal ignored), then
-    k-means; labels are equal to scikit-learn's `SpectralClustering(affinity='precomputed', random_state=seed)`."""
+    k-means; with the default exact `tol=0` the labels are equal to scikit-learn's
+    `SpectralClustering(affinity='precomputed', random_state=seed)`."""
     from scipy.sparse.linalg import eigsh
     from sklearn.cluster import KMeans
     S = torch.as_tensor(S)
@@ -314,7 +324,7 @@ def spectral_fit(S, n_clusters: int, seed: int = 0, n_init: int = 10) -> Spectra
     dd = dd.cpu().numpy()
     rs = np.random.RandomState(seed)
     v0 = rs.uniform(-1, 1, n)
-    vals, vecs = eigsh(W, k=n_clusters, which="LA", v0=v0, tol=0.0)
+    vals, vecs = eigsh(W, k=n_clusters, which="LA", v0=v0, tol=tol)
     vals, vecs = vals[::-1].copy(), vecs[:, ::-1].copy()
     emb = vecs / dd[:, None]
     big = np.abs(emb).argmax(axis=0)
@@ -350,7 +360,7 @@ def grid_sample(X, members, M_block, k: int) -> np.ndarray:
     restricted to members×members (same order). Returns min(k, |C|) row indices, anchor first, by distance to it."""
     members = np.asarray(members, dtype=np.int64)
     if len(members) <= 1: return members.copy()
-    Xc = np.asarray(X, dtype=np.float64)[members]
+    Xc = np.asarray(X)[members].astype(np.float64)                     # convert the members only
     sq = (Xc * Xc).sum(1)
     D = np.maximum(sq[:, None] + sq[None, :] - 2.0 * Xc @ Xc.T, 0.0)
     np.fill_diagonal(D, -1.0)
@@ -517,23 +527,27 @@ def _kept(means: np.ndarray, config: RDXConfig) -> tuple[tuple, dict]:
     counts = {"computed": len(means), "null": 1, "below_threshold": len(means) - 1 - len(labels)}
     return tuple(sorted(labels, key=lambda k: (-means[k], k))), counts
 
-def _cluster(delta: torch.Tensor, sign: float, config: RDXConfig, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    "Spectral labels of one direction of Δ, relabelled by ascending mean affinity (0 = null), and the cluster means."
+RERUN_N_INIT, RERUN_TOL = 3, 1e-4     # stability reruns: fewer k-means restarts, a loose Lanczos tolerance
+
+def _cluster(delta: torch.Tensor, sign: float, config: RDXConfig, seed: int, rerun: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Spectral labels of one direction of Δ, relabelled by ascending mean affinity (0 = null), and the cluster means.
+    The main run uses the method's exact settings; a stability `rerun` the cheaper `RERUN_N_INIT`, `RERUN_TOL`."""
     W = _affinity_matrix(delta, sign, config.beta, symmetric=config.symmetrize)
-    fit = spectral_fit(W, config.n_spectral, seed=seed, n_init=config.n_init)     # W now holds D^-1/2 S D^-1/2
+    fit = spectral_fit(W, config.n_spectral, seed=seed, n_init=min(config.n_init, RERUN_N_INIT) if rerun else config.n_init,
+                       tol=RERUN_TOL if rerun else 0.0)                               # W now holds D^-1/2 S D^-1/2
     return _relabel(fit.labels, W, fit.sqrt_degree)
 
 def _log_affinity(delta: torch.Tensor, labels: np.ndarray, k: int, sign: float, config) -> float:
     "Mean of ln M = sign·β·Δ over C×C (diagonal included): how much closer, on average, the members came."
     it = torch.as_tensor(np.flatnonzero(labels == k), device=delta.device)
-    return float(delta[it[:, None], it[None, :]].mean()) * sign * config.beta
+    return float(delta.index_select(0, it).index_select(1, it).mean()) * sign * config.beta
 
 def _grid_of(X, rows: np.ndarray, labels: np.ndarray, k: int, delta: torch.Tensor, sign: float, config) -> np.ndarray:
     "The grid of cluster k; `labels` and `delta` index `rows` (image rows of X), the grid is returned as image rows."
     idx = np.flatnonzero(labels == k)
     it = torch.as_tensor(idx, device=delta.device)
-    M_block = torch.exp(delta[it[:, None], it[None, :]] * (sign * config.beta)).cpu().numpy()
-    return rows[grid_sample(np.asarray(X)[rows], idx, M_block, config.k)]
+    M_block = torch.exp(delta.index_select(0, it).index_select(1, it) * (sign * config.beta)).cpu().numpy()
+    return grid_sample(X, rows[idx], M_block, config.k)
 
 def _jaccard(a, b) -> float:
     a, b = set(np.asarray(a).tolist()), set(np.asarray(b).tolist())
@@ -562,18 +576,27 @@ def _match_rerun(d, rows: np.ndarray, labels_r: np.ndarray, kept_r: tuple, grid_
         out[c] = (float(jac[best]), _jaccard(np.intersect1d(d.grids[c], rows), grid_r(int(cols[best]))))
     return out
 
+def _rerun(d, r: int, rows: np.ndarray, delta: torch.Tensor, X, config: RDXConfig) -> dict:
+    "Rerun r of direction `d` on the subsample `rows` (its Δ `delta`): the best matches of `d`'s clusters."
+    sign = -1.0 if d.direction == "10" else 1.0
+    labels_r, means_r = _cluster(delta, sign, config, seed=config.seed + 1 + r, rerun=True)
+    kept_r, _ = _kept(means_r, config)
+    grids_r = {}
+    def grid_r(k):                                                          # each rerun concept's grid drawn once
+        if k not in grids_r: grids_r[k] = _grid_of(X, rows, labels_r, k, delta, sign, config)
+        return grids_r[k]
+    return _match_rerun(d, rows, labels_r, kept_r, grid_r)
+
 def _stability(dirs: dict, reruns, X: dict, config: RDXConfig) -> dict:
     """Mean best-match Jaccard (members, grid) per kept cluster of each direction over the reruns.
 
     `reruns` yields `(rows, {direction: Δ restricted to rows})`; `X[direction]` is the explained representation."""
     found = {key: {c: [] for c in d.kept} for key, d in dirs.items()}
     for r, (rows, deltas) in enumerate(reruns):
-        for key, d in dirs.items():
-            sign = -1.0 if key == "10" else 1.0
-            labels_r, means_r = _cluster(deltas[key], sign, config, seed=config.seed + 1 + r)
-            kept_r, _ = _kept(means_r, config)
-            grid_r = lambda k: _grid_of(X[key], rows, labels_r, k, deltas[key], sign, config)
-            for c, js in _match_rerun(d, rows, labels_r, kept_r, grid_r).items(): found[key][c].append(js)
+        keys = list(dirs)                                                   # the two directions run side by side
+        done = _map_tasks(lambda key: _rerun(dirs[key], r, rows, deltas[key], X[key], config), keys)
+        for key, res in zip(keys, done):
+            for c, js in res.items(): found[key][c].append(js)
     def mean(v):
         v = [x for x in v if not math.isnan(x)]
         return float(np.mean(v)) if v else float("nan")

@@ -19,7 +19,7 @@ import pandas as pd
 
 from .concepts import Concepts, _unit_image
 from .core import Config, fingerprint, provenance, write_json_atomic, write_text_atomic
-from .evaluate import NamingContext, OfflineNamer, compare_tables, name_latents
+from .evaluate import NamingContext, OfflineNamer, compare_tables, concept_latents, latent_concepts, name_latents
 from .extract import ActivationStore, extract
 from .rdx import RDXConfig
 from .sae import SAE, SAEConfig, encode_all, sae_concepts, train_sae
@@ -356,6 +356,26 @@ def sae_run(self: Study, name: str | None = None) -> SAERun:
     if name not in names: raise KeyError(f"no SAE run {name!r}; runs: {names}")
     f = self.sae_dir / name / SAE_RUN_FILE
     return SAERun(f.parent, json.loads(f.read_text(encoding="utf-8")))
+
+# %% ../nbs/13_study.ipynb #15b6ef5d
+@patch
+def bridge(self: Study, pair, direction: str = "10", *, sae: str | None = None, top: int = 5,
+           reverse: bool = False) -> pd.DataFrame:
+    """The RDX ↔ SAE bridge table of one direction of `pair` against the study's SAE on the explained layer (or run
+    `sae`): `concept_latents` (default) or, with `reverse=True`, `latent_concepts`."""
+    sw = self.sweep
+    if sw is None: raise FileNotFoundError(f"the study {self.path} has no RDX sweep: run study.run_rdx() first")
+    concepts = sw.concepts(pair, direction)
+    runs = [self.sae_run(n) for n in (self.saes if sae is None else [sae])]
+    runs = [r for r in runs if r.layer == concepts.explained]
+    if not runs:
+        raise ValueError(f"no SAE of this study was trained on {concepts.explained!r} (the layer this direction's "
+                         f"concepts live in); train one with study.train_sae({concepts.explained!r})")
+    run, rows = runs[0], sw.rows
+    codes = encode_all(run.sae(), np.asarray(self.store.load(run.layer, run.pooling)[rows], dtype=np.float32))
+    ids = [self.store.ids[r] for r in rows]
+    if reverse: return latent_concepts(codes, concepts, ids=ids, top=top)
+    return concept_latents(concepts, codes, ids=ids, top=top)
 
 # %% ../nbs/13_study.ipynb #85046334
 @patch

@@ -20,7 +20,7 @@ from medinterp.viz import align_2d, png_bytes, project
 from test_extract import tiny_backbone
 
 N, BROKEN = 40, 7
-RDX = RDXConfig(n_clusters=3, grid_size=4)
+RDX = RDXConfig(n_clusters=3, grid_size=4, stability_runs=0, min_size=1, max_share=1.0)   # every cluster reported: the browser, not the flags, is under test
 SAE_CFG = SAEConfig(architecture="topk", expansion=2, k=4, epochs=2, batch_size=16, seed=0)
 
 

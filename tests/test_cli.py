@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from medinterp.cli import finding_lines, findings, main
+from medinterp.cli import main
+from medinterp.sweep import finding_lines, findings
 from medinterp.study import Study
 
 CALL = "import sys; from medinterp.cli import main; sys.exit(main(sys.argv[1:]))"
@@ -39,8 +40,11 @@ def test_demo_summary_is_true_of_its_study(demo_run):
     study = Study.open(out)
     lines = stdout.splitlines()
     assert lines[0].startswith(f"study {out}: 150 images, ")
-    table = findings(study)
+    table = findings(study.sweep)
     for line in finding_lines(table): assert line in lines, (line, stdout)
+    for s in study.sweep.summaries():                 # the transition summaries and the depth profile are printed
+        if s["direction"] == "10": assert any(l.startswith(f"{s['pair']}: {s['text']}") for l in lines), s
+    assert any(l.startswith("depth profile") for l in lines)
     assert json.loads((out / "findings.json").read_text()) == json.loads(table.to_json(orient="records"))
     labels = study.store.labels
     pairs = [f"{a}→{b}" for a, b in study.sweep.pairs]
@@ -48,7 +52,7 @@ def test_demo_summary_is_true_of_its_study(demo_run):
         if not r.pair: continue
         c = study.sweep.concepts(pairs.index(r.pair), "10")[r.concept]
         y = labels[r.label].to_numpy()[study.sweep.rows[c.members]]
-        assert c.size == r.size and np.isclose(np.nanmean(y), r.purity)
+        assert c.size == r.size and np.isclose(np.nanmean(y), r.purity) and not c.flags and r.stability == c.stability
         assert np.isclose(np.nanmean(labels[r.label].to_numpy()[study.sweep.rows]), r.overall)
         if r.organised: assert r.purity >= 0.8 and r.q < 0.05
 

@@ -46,7 +46,7 @@ def lab_page(tmp_path_factory):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         study.extract(ds, tiny_backbone(2), pooling=("cls", "mean"), batch_size=8, progress=False)
-    study.run_rdx(RDXConfig(mode="paper", n_clusters=3, grid_size=9), progress=False)
+    study.run_rdx(RDXConfig(mode="paper", n_clusters=3, grid_size=9, stability_runs=0, min_size=1, max_share=1.0), progress=False)
     code = ("from medinterp.study import Study\n"
             f"b = Study.open({str(study.path)!r}).browse(progress=False)\nb")
     nb = {"cells": [{"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None, "source": code}],

@@ -27,7 +27,8 @@ from test_extract import tiny_backbone
 N = 40
 PAYLOAD = "<script>alert(1)</script>"          # planted everywhere text from data can reach the page
 LABEL = f"opacity{PAYLOAD}"
-RDX = RDXConfig(n_clusters=3, grid_size=4, mode="paper")      # paper mode: exactly 3 concepts per direction
+# paper mode, no quality flags: exactly 3 reported concepts per direction (flags are tested in test_rdx_quality)
+RDX = RDXConfig(n_clusters=3, grid_size=4, mode="paper", stability_runs=0, min_size=1, max_share=1.0)
 SAE_CFG = SAEConfig(architecture="topk", expansion=2, k=4, epochs=2, batch_size=16, seed=0)
 DIRECTIONS = ("10", "01")
 

@@ -158,3 +158,20 @@ def test_summaries_and_depth_profile_are_saved_and_built_from_the_stored_enrichm
         i = [f"{a}→{b}" for a, b in sweep.pairs].index(r.pair)
         c = sweep.concepts(i, "10")[r.concept]
         assert not c.flags and r.stability == c.stability and r.purity >= 0.8
+
+
+def test_a_summary_sentence_follows_the_stored_enrichment(store, tmp_path):
+    from medinterp.sweep import transition_summaries
+    sw = rdx_sweep(store, config=CFG, out_dir=tmp_path / "rdx", progress=False)
+    i, key = next((i, k) for i in range(len(sw.pairs)) for k in DIRECTIONS if len(sw.concepts(i, k)))
+    c = sw.concepts(i, key)
+    path = sw.path / sw.record["pairs"][i]["dir"] / f"enrichment_{key}.csv"
+    enr = pd.read_csv(path)
+    planted = {"concept": c[0].key, "column": "planted_factor", "kind": "hardware", "levels": "binary", "value": "1",
+               "label": "planted_factor=1", "words": "a planted device", "n_in": c[0].size, "count_in": c[0].size,
+               "share_in": 0.97, "n_all": N, "count_all": 5, "share_all": 0.125, "lift": 7.76, "effect": 9.0,
+               "p": 1e-9, "q": 1e-9, "significant": True}
+    pd.concat([pd.DataFrame([planted]), enr]).to_csv(path, index=False)
+    text = next(s["text"] for s in transition_summaries(sw) if s["pair"] == f"{sw.pairs[i][0]}→{sw.pairs[i][1]}"
+                and s["direction"] == key)
+    assert f"hardware (a planted device, {c[0].key} 97 % vs 12 %" in text
