@@ -52,8 +52,13 @@ def summary_lines(study: Study) -> list[str]:
     sw = study.sweep
     if sw is None: return []
     by_pair = {}
-    for s in sw.summaries(): by_pair.setdefault(s["pair"], []).append(s["text"])
-    return [f"{p}: {' '.join(texts)}" for p, texts in by_pair.items()] + profile_lines(sw.depth_profile())
+    for s in sw.summaries(): by_pair.setdefault(s["pair"], []).append(s)
+    lines = []
+    for pair, (s10, s01) in by_pair.items():
+        left = (f" (left out as tiny, catch-all or unstable: {s10['flagged']} in direction 10, {s01['flagged']} in 01)"
+                if s10["flagged"] + s01["flagged"] else "")
+        lines.append(f"{s10['text']} {s01['text']}{left}")
+    return lines + profile_lines(sw.depth_profile())
 
 # %% ../nbs/16_cli.ipynb #a9e6cc1e
 def open_images(images, metadata=None, *, format: str = "auto", n: int | None = None, seed: int = 0,

@@ -27,10 +27,10 @@ from .rdx import (DIRECTIONS, RDXConfig, RDXResult, available_memory, estimate_m
                            pair_difference, rdx, rdx_large, save_result)
 
 # %% auto #0
-__all__ = ['SWEEP_FORMAT', 'ENGINES', 'KIND_PHRASES', 'FACTOR_COLUMNS', 'MEASURES', 'FINDING_COLUMNS', 'consecutive_pairs',
-           'resolve_poolings', 'usable_rows', 'pair_dirname', 'Sweep', 'rdx_sweep', 'concept_factors',
-           'transition_summary', 'depth_profile', 'findings', 'finding_lines', 'transition_summaries',
-           'sweep_depth_profile', 'write_readings', 'layer_overview']
+__all__ = ['SWEEP_FORMAT', 'ENGINES', 'KIND_PHRASES', 'ABSENT_VALUES', 'FACTOR_COLUMNS', 'MEASURES', 'FINDING_COLUMNS',
+           'consecutive_pairs', 'resolve_poolings', 'usable_rows', 'pair_dirname', 'Sweep', 'rdx_sweep',
+           'concept_factors', 'transition_summary', 'depth_profile', 'findings', 'finding_lines',
+           'transition_summaries', 'sweep_depth_profile', 'write_readings', 'layer_overview']
 
 # %% ../nbs/09_sweep.ipynb #69a834dd
 def consecutive_pairs(layers) -> list[tuple[str, str]]:
@@ -276,6 +276,8 @@ def _align_extra(extra: pd.DataFrame, ids: list[str]) -> pd.DataFrame:
 # %% ../nbs/09_sweep.ipynb #08dfa7a3
 KIND_PHRASES = {"acquisition": "acquisition", "hardware": "hardware", "anatomy": "anatomy", "finding": "findings",
                 "demographic": "demographics", "source": "image source", "other": "other recorded factors"}
+ABSENT_VALUES = ("none", "no", "absent")     # a value naming an absence ("effusion side none") is not a factor
+
 FACTOR_COLUMNS = ("concept", "rank", "size", "stability", "kind", "column", "words", "label", "share_in", "share_all",
                   "lift", "q")
 
@@ -286,9 +288,11 @@ def _with_words(enr: pd.DataFrame) -> pd.DataFrame:
 
 def concept_factors(concepts: Concepts, enr: pd.DataFrame, *, per_concept: int = 2, min_lift: float = 1.0) -> pd.DataFrame:
     """The factors each reported concept of `concepts` organises: its `per_concept` most significant over-represented
-    values of `enr` (one per column, lift > `min_lift`), in the concepts' order. Columns: `FACTOR_COLUMNS`."""
+    values of `enr` (one per column, lift > `min_lift`; values naming an absence, `ABSENT_VALUES`, left out), in the
+    concepts' order. Columns: `FACTOR_COLUMNS`."""
     enr = _with_words(enr)
-    sig = enr[enr["significant"].astype(bool) & (enr["lift"] > min_lift) & (enr["effect"] > 0)]
+    sig = enr[enr["significant"].astype(bool) & (enr["lift"] > min_lift) & (enr["effect"] > 0)
+              & ~enr["value"].astype(str).str.strip().str.lower().isin(ABSENT_VALUES)]
     rows = []
     for rank, c in enumerate(concepts.reported()):
         e = sig[sig["concept"] == c.key]
@@ -306,9 +310,10 @@ def _plural(n: int, word: str) -> str: return f"{n} {word}{'' if n == 1 else 's'
 
 def transition_summary(a: str, b: str, direction: str, concepts: Concepts, enr: pd.DataFrame, *,
                        max_kinds: int = 3, per_kind: int = 2) -> dict:
-    """One to three plain sentences on what transition `a`→`b` did in `direction`, built from its reported concepts
+    """One or two plain sentences on what transition `a`→`b` did in `direction`, built from its reported concepts
     and their enrichment `enr`, grouped by kind (at most `max_kinds` kinds, `per_kind` factors each, strongest
-    concepts first). Returns {pair, direction, sentences, text, groups, reported, flagged, unexplained}."""
+    concepts first). Returns {pair, direction, sentences, text, groups, reported, flagged (how many clusters were
+    left out for their flags), unexplained}."""
     if direction not in DIRECTIONS: raise ValueError(f"direction must be '10' or '01', got {direction!r}")
     f = concept_factors(concepts, enr)
     reported = concepts.reported()
@@ -334,7 +339,6 @@ def transition_summary(a: str, b: str, direction: str, concepts: Concepts, enr: 
     if groups and unexplained:
         sentences.append(f"{_plural(len(unexplained), 'more stable concept')} match{'es' if len(unexplained) == 1 else ''} no recorded factor.")
     n_flag = len(concepts) - len(reported)
-    if n_flag: sentences.append(f"{_plural(n_flag, 'cluster')} flagged tiny, catch-all or unstable {'is' if n_flag == 1 else 'are'} left out.")
     return {"pair": f"{a}→{b}", "direction": direction, "sentences": sentences, "text": " ".join(sentences),
             "groups": groups, "reported": len(reported), "flagged": n_flag, "unexplained": unexplained}
 

@@ -113,3 +113,20 @@ def test_write_images_needs_the_studys_images(built, tmp_path):
     with pytest.raises(ValueError, match=r"lacks \d+ of the study's"):
         write_images(s, other, overwrite=True, progress=False)
     assert s.thumbnails.shape == (N, 24, 24)          # the failed rewrite left the old files intact
+
+
+def test_bridge_matches_every_reported_concept_to_the_sae_on_its_layer(built):
+    from medinterp.evaluate import concept_latents
+    from medinterp.sae import encode_all
+    s, _, run, _ = built
+    sw = s.sweep
+    i = len(sw.pairs) - 1                                     # the SAE is on the last layer, explained by direction 10
+    table = s.bridge(i, "10")
+    assert set(table["concept"]) == set(sw.concepts(i, "10").keys)
+    X = np.asarray(s.store.load(run.layer, run.pooling)[sw.rows], np.float32)
+    ref = concept_latents(sw.concepts(i, "10"), encode_all(run.sae(), X))
+    assert table.equals(ref)
+    back = s.bridge(i, "10", reverse=True)
+    assert set(back["latent"].dropna()) <= set(range(run.sae().m))
+    with pytest.raises(ValueError, match="no SAE of this study was trained on"): s.bridge(0, "10")
+    with pytest.raises(ValueError, match="no SAE of this study was trained on"): s.bridge(i, "01")
