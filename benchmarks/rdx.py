@@ -183,8 +183,9 @@ def rdx_version() -> str:
 
 
 def _config(mode: str):
+    "The method itself, without the stability reruns (an extra the baseline does not have; see benchmarks/stability.py)."
     from medinterp.rdx import RDXConfig
-    return RDXConfig(mode=mode)
+    return RDXConfig(mode=mode, stability_runs=0)
 
 
 def _worker_inputs(data: Path, mode: str, threads: int):

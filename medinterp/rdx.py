@@ -253,14 +253,16 @@ def affinity(delta, beta: float = 5.0, direction: str = "10") -> np.ndarray:
     return np.exp(sign * beta * np.asarray(delta, dtype=np.float64))
 
 # %% ../nbs/08_rdx.ipynb #3a244d7b
-def _delta(RA: torch.Tensor, RB: torch.Tensor, gamma: float, halve: bool) -> torch.Tensor:
-    "Δ (float64, same shape as the inputs) from int32 rank (or rank-sum) tensors, in row blocks."
+def _delta(RA: torch.Tensor, RB: torch.Tensor, gamma: float, halve: bool, add_transpose: bool = False) -> torch.Tensor:
+    """Δ (float64, same shape as the inputs) from int32 rank (or rank-sum) tensors, in row blocks; `add_transpose`
+    symmetrises square rank matrices block by block (R + Rᵀ, never held whole)."""
     n = RA.shape[0]
     out = torch.empty(RA.shape, dtype=torch.float64, device=RA.device)
     b = _block_rows(RA.shape[1])
     for r0 in range(0, n, b):
         r1 = min(n, r0 + b)
         ra, rb = RA[r0:r1].to(torch.float64), RB[r0:r1].to(torch.float64)
+        if add_transpose: ra.add_(RA[:, r0:r1].T); rb.add_(RB[:, r0:r1].T)
         if halve: ra.mul_(0.5); rb.mul_(0.5)
         den = torch.minimum(ra, rb).add_(1.0)
         out[r0:r1] = rb.sub_(ra).mul_(gamma).div_(den).tanh_()
@@ -272,8 +274,7 @@ def pair_difference(A, B, *, gamma: float = 0.05, symmetrize: bool = True, devic
     dev = _device(device)
     RA, _ = _ranks(torch.as_tensor(A, dtype=torch.float64, device=dev))
     RB, _ = _ranks(torch.as_tensor(B, dtype=torch.float64, device=dev))
-    if symmetrize: RA, RB = _symmetric_sum(RA), _symmetric_sum(RB)
-    return _delta(RA, RB, gamma, symmetrize).cpu().numpy()
+    return _delta(RA, RB, gamma, symmetrize, add_transpose=symmetrize).cpu().numpy()
 
 # %% ../nbs/08_rdx.ipynb #fdb94ae3
 def _affinity_matrix(delta: torch.Tensor, sign: float, beta: float, symmetric: bool) -> torch.Tensor:
@@ -719,8 +720,8 @@ def _rank_pair(A, B, dev) -> tuple[torch.Tensor, torch.Tensor, float, float]:
     return RA, RB, dA, dB
 
 def _delta_from(RA: torch.Tensor, RB: torch.Tensor, gamma: float, symmetrize: bool) -> torch.Tensor:
-    if symmetrize: return _delta(_symmetric_sum(RA), _symmetric_sum(RB), gamma, True)
-    return _delta(RA, RB, gamma, False)
+    "Δ from plain rank matrices, symmetrised (mean of R and Rᵀ) block by block in v2."
+    return _delta(RA, RB, gamma, symmetrize, add_transpose=symmetrize)
 
 def _mean_abs_offdiag(delta: torch.Tensor) -> float:
     n = delta.shape[0]
@@ -754,8 +755,9 @@ def rdx(A, B, config: RDXConfig | None = None, *, layers=("A", "B"), ids=None, d
     if config.align and maps is None:
         maps, meta["alignment"] = fit_alignment(A, B, config)
     if maps is None:
-        RA, RB, dA, dB = _rank_pair(A, B, dev)
-        ranks = {"10": (RA, RB)}; ranks["01"] = ranks["10"]   # direction 01 uses the same Δ with the opposite sign
+        *pair, dA, dB = _rank_pair(A, B, dev)
+        ranks = {"10": tuple(pair)}; ranks["01"] = ranks["10"]   # direction 01 uses the same Δ with the opposite sign
+        del pair
     else:
         f, g = maps
         ranks = {"10": _rank_pair(f(A), B, dev)[:2], "01": _rank_pair(A, g(B), dev)[:2]}
