@@ -693,9 +693,11 @@ together that a kept apart. <b>Lost</b> (direction 01): images a put together th
 <p><b>Layer transitions.</b> Per consecutive pair: linear CKA (1 = same geometry), kNN overlap (share of each image's
 nearest neighbours that survive the transition) and mean |Δ| (how much neighbour ranks move). Low CKA / overlap and
 high |Δ| mark the transitions worth explaining.</p>
-<p><b>Concepts.</b> Ordered by strength (mean within-cluster affinity: how much more tightly the group holds together
-in the explained layer). The text is the most over-represented label or metadata value among the members vs all
-images ("view=AP 78 % vs 30 %"); an empty text means no value is significantly enriched: look at the images.</p>
+<p><b>Concepts.</b> The reported concepts (groups that are not tiny, not a catch-all and come back when the analysis
+is rerun on other samples), ordered by quality score: stability × how much more tightly the group holds together in
+the explained layer × how well it fills a grid. The text is the most over-represented label or metadata value among
+the members vs all images, with its kind ("acquisition: view AP (78 % vs 30 %)"); an empty text means no value is
+significantly enriched: look at the images.</p>
 <p><b>Grid.</b> The concept's anchor (first) and the members RDX chose to show it. Ask what they share that the
 other layer ignores. The orange frame is the probe.</p>
 <p><b>Projection.</b> PCA (or UMAP) of each layer; the right panel is rotated and scaled onto the left one, so the same
@@ -918,7 +920,7 @@ def _on_point_click(self: Browser, trace, points, state=None):
 def _layout(self: Browser):
     W = self._W
     box = lambda title, *ch, **kw: W.VBox([W.HTML(f"<b>{title}</b>"), *ch], **kw)
-    concepts = box("Concepts (strongest first)", self.concept_list, self.note_box, W.HBox([self.export_csv, self.export_json]))
+    concepts = box("Concepts (best first)", self.concept_list, self.note_box, W.HBox([self.export_csv, self.export_json]))
     grid = box("Concept grid", self.grid_title, self.grid.widget)
     probe = box("Probe snapshot", self.snapshot_title, W.HBox([self.affinity_slider, self.save_button]), self.affinity_text,
                 self.snapshot_view)

@@ -408,7 +408,8 @@ def _concept_article(ctx, c: Concept, concepts: Concepts, enr: pd.DataFrame, anc
     top = describe_concept(enr, c.key, n=1) if len(enr) else ""
     out = [f'<article class="concept" id="{esc(anchor)}">',
            f"<h4>{esc(c.key)} · {esc(c.name or '(unnamed)')}</h4>",
-           f'<p class="small">strength (mean within-cluster affinity) <b>{c.strength:.3f}</b> · size <b>{c.size}</b> '
+           f'<p class="small">quality score <b>{c.strength:.3f}</b> · stability <b>{_fmt(c.stability, ".2f")}</b> '
+           f'· mean affinity {_fmt(c.info.get("mean_affinity"), ".2f")} · size <b>{c.size}</b> '
            f'images ({c.size / max(n, 1):.1%}) · top enrichment: {esc(top or "none significant")}</p>',
            '<div class="pics">']
     pic = grid_picture(concepts, c.key, study=study, size=px, include_ids=ids, title=None, row_word=False)
@@ -448,6 +449,8 @@ def _pair_section(ctx, i: int, a: str, b: str, overview: pd.DataFrame | None) ->
         r = overview[overview["pair"] == f"{a}→{b}"]
         if len(r): facts[1:1] = [("CKA", _fmt(r["cka"].iloc[0], ".3f")), ("kNN overlap", _fmt(r["knn_overlap"].iloc[0], ".3f"))]
     out.append('<p class="small">' + " · ".join(f"{esc(k)} <b>{esc(v)}</b>" for k, v in facts) + "</p>")
+    said = [x["text"] for x in sweep.summaries() if x["pair"] == f"{a}→{b}"]    # what the transition did, in words
+    if said: out.append(f'<p class="summary">{esc(" ".join(said))}</p>')
     A = B = None
     if ctx["snapshots"]:
         A, B = study.representation(a), study.representation(b)
@@ -457,15 +460,19 @@ def _pair_section(ctx, i: int, a: str, b: str, overview: pd.DataFrame | None) ->
         short, long = (t.format(a=a, b=b) for t in _DIRECTION_TEXT[d])
         shown = concepts.top(len(concepts) if ctx["max_concepts"] is None else min(ctx["max_concepts"], len(concepts)))
         bsr = res[d].bsr.get("rank")
+        n_flagged = len(sweep.concepts(i, d, flagged=True)) - len(concepts)
         out.append(f'<section class="direction" id="{_anchor("pair", i, d)}"><h4>Direction {d}: {esc(short)}</h4>'
-                   f'<p class="small">{esc(long)}. {len(concepts)} concept(s); BSR (rank) {esc(_fmt(bsr, ".3f"))}.</p>')
+                   f'<p class="small">{esc(long)}. {len(concepts)} reported concept(s) ({n_flagged} more flagged tiny, '
+                   f'catch-all or unstable and left out); BSR (rank) {esc(_fmt(bsr, ".3f"))}.</p>')
         if len(concepts):
-            summ = pd.DataFrame([{"key": c.key, "name": c.name or "(unnamed)", "strength": c.strength, "size": c.size,
+            summ = pd.DataFrame([{"key": c.key, "name": c.name or "(unnamed)", "strength": c.strength,
+                                  "stability": np.nan if c.stability is None else c.stability, "size": c.size,
                                   "top": describe_concept(enr, c.key, n=1) if len(enr) else ""} for c in concepts])
             keys = list(shown.keys)
             links = {"key": lambda row: _anchor("pair", i, d, keys.index(row["key"])) if row["key"] in keys else None}
-            out.append(_table(summ, [("key", "concept", ""), ("name", "name", ""), ("strength", "strength", ".3f"),
-                                     ("size", "images", ""), ("top", "top enrichment", "")], links=links))
+            out.append(_table(summ, [("key", "concept", ""), ("name", "name", ""), ("strength", "quality score", ".3f"),
+                                     ("stability", "stability", ".2f"), ("size", "images", ""),
+                                     ("top", "top enrichment", "")], links=links))
             if len(shown) < len(concepts):
                 out.append(f'<p class="small muted">Showing the {len(shown)} strongest of {len(concepts)} concepts '
                            f'(max_concepts={ctx["max_concepts"]}).</p>')
