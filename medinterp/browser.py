@@ -81,7 +81,7 @@ def read_notes(path) -> pd.DataFrame:
 MAX_AFFINITY_N = 8000     # the neighbourhood affinity needs the pair's N×N Δ (about 24 N² bytes at its peak)
 STATE_KEYS = ("pair", "direction", "concept", "probe", "color_by", "affinity_rank", "sae", "latent", "enlarged")
 DIRECTION_TEXT = {"10": "new in the deeper layer", "01": "lost in the deeper layer"}
-CONCEPT_COLUMNS = ("key", "name", "top", "strength", "size", "anchor", "grid")
+CONCEPT_COLUMNS = ("key", "name", "top", "strength", "stability", "size", "anchor", "grid")
 
 def _int_row(row, what: str = "a row") -> int:
     if isinstance(row, (bool, np.bool_)) or not isinstance(row, (int, np.integer)):
@@ -164,7 +164,8 @@ def _load_pair(self: BrowserModel, i: int):
         c, enr = self.sweep.concepts(i, d), self.sweep.enrichment(i, d)
         self._concepts[i, d] = c
         self._lists[i, d] = pd.DataFrame(
-            [{"key": x.key, "name": x.name, "top": describe_concept(enr, x.key), "strength": x.strength, "size": x.size,
+            [{"key": x.key, "name": x.name, "top": describe_concept(enr, x.key), "strength": x.strength,
+              "stability": np.nan if x.stability is None else x.stability, "size": x.size,
               "anchor": int(self.rows[x.grid[0] if len(x.grid) else x.members[0]]),
               "grid": [int(r) for r in self.rows[x.grid]]} for x in c], columns=list(CONCEPT_COLUMNS))
 
@@ -972,7 +973,7 @@ def _render_pair(self: Browser):
     self.direction_text.value = (f'<span style="color:#555">{what} · mean |Δ| '
                                  f'{m._results[m.pair_index].mean_abs_delta:.3f}</span>')
     lst = m.concepts()
-    self.concept_list.options = [(f"{r.key} · strength {r.strength:.2f} · n={r.size} · {r.top or 'no significant enrichment'}", r.key)
+    self.concept_list.options = [(f"{r.key} · score {r.strength:.2f} · stability {'–' if np.isnan(r.stability) else f'{r.stability:.2f}'} · n={r.size} · {r.top or 'no significant enrichment'}", r.key)
                                  for r in lst.itertuples()]
     colors = ["#ff9f00" if p == s["pair"] else "#4c78a8" for p in m.overview["pair"]]
     with self.overview_figure.batch_update():
