@@ -23,7 +23,7 @@ from .compare import overview_figure
 from .concepts import IDENTIFIER_COLUMNS, Concept, Concepts, describe_concept
 from .core import provenance, write_text_atomic
 from .rdx import Snapshot, snapshot
-from .viz import grid_image, png_bytes, save_png, snapshot_image, thumbnail
+from .viz import depth_profile_image, grid_image, png_bytes, save_png, snapshot_image, summaries_html, thumbnail
 
 # %% auto #0
 __all__ = ['esc', 'script_json', 'scrub_paths', 'grid_picture', 'snapshot_picture', 'export_png', 'compact_png', 'export_html']
@@ -562,7 +562,7 @@ def _about(study, sweep, include_ids: bool) -> str:
     k = sweep.config.k if sweep is not None else 16
     naming = ("Images are named by their image id (include_ids=True)." if include_ids else
               "Images are named by their row in the study's activation store, not by image id.")
-    what = (f"Study <b>{esc(cfg.name)}</b>: {esc(cfg.dataset or m['dataset'].get('name') or 'a dataset')} "
+    what = (f"Study <b>{esc(cfg.name)}</b>: {esc(scrub_paths(cfg.dataset or m['dataset'].get('name') or 'a dataset'))} "
             f"({len(store)} images) through the backbone <b>{esc(scrub_paths(cfg.backbone or m['backbone'].get('key', '')))}</b>, "
             f"{len(store.layers)} layers ({esc(store.layers[0])} … {esc(store.layers[-1])}), {n_pairs} layer pair(s) "
             f"explained by RDX and {len(study.saes)} sparse autoencoder(s).")
@@ -627,6 +627,7 @@ def export_html(study, path=None, *, include_ids: bool = False, max_concepts: in
     finally:
         if bar is not None: bar.close()
     toc = ['<nav id="contents"><b>Contents</b><ol>', '<li><a href="#about">About this report</a></li>',
+           *(['<li><a href="#summary">Summary: findings, transitions, depth profile</a></li>'] if sweep is not None else []),
            '<li><a href="#provenance">Provenance</a></li>', '<li><a href="#overview">Layer overview</a></li>',
            '<li><a href="#pairs">Layer pairs</a><ol>']
     if sweep is not None:
@@ -644,7 +645,8 @@ def export_html(study, path=None, *, include_ids: bool = False, max_concepts: in
         f"<main><header><h1>{esc(heading)}</h1>"
         f'<p class="muted small">medinterp {esc(medinterp.__version__)} · written {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M} UTC'
         f" · tiles {px} px</p></header>",
-        "\n".join(toc), _about(study, sweep, include_ids), _provenance_section(study, include_ids, {"plotly": plotly.__version__}),
+        "\n".join(toc), _about(study, sweep, include_ids), _summary_section(sweep, ctx["budget"]),
+        _provenance_section(study, include_ids, {"plotly": plotly.__version__}),
         overview_html,
         f'<section id="pairs"><h2>Layer pairs</h2>{pairs_block}</section>',
         f'<section id="sae"><h2>Sparse autoencoders</h2>{sae_block}</section>', "</main>"])
@@ -661,3 +663,20 @@ def export_html(study, path=None, *, include_ids: bool = False, max_concepts: in
         warnings.warn(f"the report is {size / 1e6:.1f} MB, over size_budget_mb={size_budget_mb:g} (tiles {px} px); lower "
                       "max_concepts, max_latents or thumb_px, or pass snapshots=False", stacklevel=2)
     return path
+
+def _summary_section(sweep, budget: dict) -> str:
+    "Summary first: the findings (with stability), what each transition did, and the depth profile."
+    if sweep is None: return ""
+    from medinterp.sweep import finding_lines, findings
+    lines = finding_lines(findings(sweep)) if sweep.record.get("label_names") else []
+    arr = depth_profile_image(sweep.depth_profile(), scale=2)
+    uri = "data:image/png;base64," + base64.b64encode(png_bytes(arr)).decode("ascii")
+    budget["images"] = budget.get("images", 0) + len(uri)
+    found = ("<h3>Findings</h3><p class=\"small\">Per label, the first transition whose reported concept is organised "
+             "by it (at least 80 % of its members, significant), with that concept's stability.</p><ul>"
+             + "".join(f"<li>{esc(x)}</li>" for x in lines) + "</ul>") if lines else ""
+    return (f'<section id="summary"><h2>Summary</h2>{found}<h3>What each transition did</h3>'
+            f'{summaries_html(sweep.summaries())}<h3>Depth profile</h3><p class="small">Which transition organises '
+            f'which recorded factor: the purity of the best reported concept of direction 10 (blank: none).</p>'
+            f'<figure><img src="{uri}" alt="depth profile" width="{arr.shape[1] // 2}" height="{arr.shape[0] // 2}">'
+            f'</figure></section>')

@@ -19,7 +19,7 @@ import medinterp.report as report
 from medinterp.data import CXRDataset
 from medinterp.phantoms import make_phantoms
 from medinterp.rdx import RDXConfig, snapshot
-from medinterp.report import export_html, export_png
+from medinterp.report import esc, export_html, export_png
 from medinterp.sae import SAEConfig
 from medinterp.study import Study, StudyConfig
 from test_extract import tiny_backbone
@@ -153,7 +153,8 @@ def test_images_decode_as_png(built):
     s, _, _, page = built
     imgs = Page(page).images()
     n_concepts = sum(len(s.sweep.concepts(i, d)) for i in range(len(s.sweep.pairs)) for d in DIRECTIONS)
-    assert len(imgs) == 2 * n_concepts + min(12, len(s.sae_run().concepts()))   # grid + snapshot per concept, latent grids
+    # the depth profile, a grid + snapshot per concept, the latent grids
+    assert len(imgs) == 1 + 2 * n_concepts + min(12, len(s.sae_run().concepts()))
     for src in imgs:
         im = Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1], validate=True)))
         assert im.format == "PNG" and im.size[0] > 32 and im.size[1] > 32
@@ -187,7 +188,7 @@ def test_size_options(built, tmp_path):
                         progress=False)
     page = small.read_text(encoding="utf-8")
     n_dirs = 2 * len(s.sweep.pairs)
-    assert len(Page(page).images()) == n_dirs + 2
+    assert len(Page(page).images()) == 1 + n_dirs + 2                   # depth profile, one grid per direction, 2 latents
     assert "Showing the 1 strongest of 3 concepts" in page
     assert small.stat().st_size < full.stat().st_size
     with pytest.warns(UserWarning, match="over size_budget_mb"):
@@ -287,3 +288,30 @@ def test_chromium_renders_offline(built, tmp_path):
     colours = len(np.unique(im.reshape(-1, 3), axis=0))
     assert colours > 200, colours                                   # text, table rules, figure, not a blank page
     assert (im < 128).any(axis=2).mean() > 0.005                    # some dark ink
+
+
+def test_summary_comes_first_and_is_read_from_the_study(built):
+    from medinterp.sweep import finding_lines, findings
+    s, _, _, page = built
+    p = Page(page)
+    assert "summary" in p.ids and page.index('id="summary"') < page.index('id="overview"') < page.index('id="pairs"')
+    summary = page[page.index('id="summary"'):page.index('id="provenance"')]
+    for line in finding_lines(findings(s.sweep)): assert esc(line) in summary
+    words = re.sub(r"<[^>]+>", "", summary)                       # the kinds are set in bold
+    for x in s.sweep.summaries(): assert esc(x["sentences"][0]) in words
+    assert 'alt="depth profile"' in summary
+
+
+def test_a_dataset_named_after_an_absolute_folder_leaks_no_path(built, tmp_path):
+    s, _, _, _ = built
+    marker = "/home/dr-someone/hospital-x/cxr"                # what `medinterp run --images DIR` used to record
+    orig = (s.path / "config.json").read_text()
+    cfg = json.loads(orig)
+    try:
+        cfg["config"]["dataset"] = f"{marker} (39 images, seed 0)"
+        (s.path / "config.json").write_text(json.dumps(cfg))
+        from medinterp.study import Study
+        page = export_html(Study.open(s.path), tmp_path / "r.html", progress=False).read_text(encoding="utf-8")
+    finally:
+        (s.path / "config.json").write_text(orig)
+    assert "dr-someone" not in page and "hospital-x" not in page and "…/cxr" in page
