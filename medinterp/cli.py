@@ -78,7 +78,7 @@ def study_from_images(out, backbone: str, images, metadata=None, *, format: str 
     ds = open_images(images, metadata, format=format, n=n, seed=seed, progress=progress)
     bb = load_backbone(backbone, device or "cpu")
     study = Study.create(out, StudyConfig(name=Path(out).name or "study", backbone=backbone,
-                                          dataset=f"{Path(images).expanduser().resolve()} ({len(ds)} images, seed {seed})"))
+                                          dataset=f"{Path(images).expanduser().resolve().name} ({len(ds)} images, seed {seed})"))
     study.extract(ds, bb, layers, on_error="skip", batch_size=batch_size, device=device, progress=progress)
     return study
 
