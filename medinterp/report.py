@@ -507,11 +507,15 @@ def _sae_section(ctx, k: int, name: str) -> str:
            f'{len(run.record.get("rows", []))} images ({len(run.record.get("excluded", []))} left out)</p>',
            _kv([("FVU (held out)", _fmt(m.get("fvu"), ".4f")), ("L0 (active latents per image)", _fmt(m.get("l0"), ".2f")),
                 ("dead latents", _fmt(m.get("dead_fraction"), ".1%"))])]
+    dead = m.get("dead_fraction")
+    if isinstance(dead, (int, float)) and dead > 0.5:
+        out.append(f'<p class="note">{dead:.0%} of the latents never fire (dead): this SAE explains the layer with '
+                   f'{len(concepts)} live latents. A smaller expansion or a larger k would use more of them.</p>')
     out.append("<h4>MedSAE comparison: best raw dimension vs best SAE latent per label</h4>")
     if len(comp):
-        out.append(_table(comp, [("subset", "subset", ""), ("label", "label", ""), ("n_pos", "positives", ""),
-                                 ("n_neg", "negatives", ""), ("raw_dim", "best raw dim", ""), ("raw_r", "raw r", ".3f"),
-                                 ("raw_entropy", "raw entropy", ".3f"), ("sae_latent", "best latent", ""),
+        out.append(_table(comp, [("subset", "subset", ""), ("label", "label", ""), ("n_pos", "positives", ".0f"),
+                                 ("n_neg", "negatives", ".0f"), ("raw_dim", "best raw dim", ".0f"), ("raw_r", "raw r", ".3f"),
+                                 ("raw_entropy", "raw entropy", ".3f"), ("sae_latent", "best latent", ".0f"),
                                  ("sae_r", "latent r", ".3f"), ("sae_entropy", "latent entropy", ".3f")]))
         out.append('<p class="small muted">r: correlation with the label; entropy: how spread a label\'s correlation is '
                    'over dimensions (lower = more monosemantic).</p>')
