@@ -315,3 +315,12 @@ def test_a_dataset_named_after_an_absolute_folder_leaks_no_path(built, tmp_path)
     finally:
         (s.path / "config.json").write_text(orig)
     assert "dr-someone" not in page and "hospital-x" not in page and "…/cxr" in page
+
+
+def test_sae_table_counts_are_integers_and_dead_latents_are_called_out(built):
+    s, _, _, page = built
+    run = s.sae_run()
+    sae = page[page.index('id="sae-0"'):]
+    cells = re.findall(r'<td class="num">([^<]*)</td>', sae[:sae.index("Top latents")])
+    assert cells and not any(re.fullmatch(r"\d+\.0", c) for c in cells), cells          # no "576.0"
+    assert ("never fire (dead)" in sae) == (run.metrics["dead_fraction"] > 0.5)
