@@ -301,7 +301,7 @@ def _cluster_key(self: BrowserModel, i: int, d: str, row: int) -> str | None:
 # %% ../nbs/14_browser.ipynb #82579f63
 @patch
 def _follow(self: BrowserModel):
-    "After a pair or direction change: the probe's concept if it has one, else the strongest; a probe if none."
+    "After a direction change: the probe's concept if it has one, else the first reported one; a probe if none."
     i, d, probe = self.pair_index, self.state["direction"], self.state["probe"]
     keys = self._concepts[i, d].keys
     key = self._cluster_key(i, d, probe) if probe is not None else None
@@ -311,11 +311,12 @@ def _follow(self: BrowserModel):
 
 @patch
 def select_pair(self: BrowserModel, pair):
-    "Show layer pair `pair` (index, (a, b) or 'a→b')."
+    "Show layer pair `pair` (index, (a, b) or 'a→b'): its first reported concept, probed at its anchor."
     i = self._pair_index(pair)
     with self._changes():
-        self._set(pair=self.pairs[i], affinity_rank=None)
-        self._follow()
+        keys = self._concepts[i, self.state["direction"]].keys
+        self._set(pair=self.pairs[i], affinity_rank=None, enlarged=None, concept=keys[0] if keys else None)
+        if keys: self._set(probe=self.concept_info(keys[0])["anchor"])
     return self
 
 @patch
@@ -323,7 +324,7 @@ def set_direction(self: BrowserModel, direction: str):
     "'10': concepts new in the deeper layer (clustered in B, scattered in A); '01': lost (clustered in A only)."
     if direction not in DIRECTIONS: raise ValueError(f"direction must be '10' (new in the deeper layer) or '01' (lost), got {direction!r}")
     with self._changes():
-        self._set(direction=direction, affinity_rank=None)
+        self._set(direction=direction, affinity_rank=None, enlarged=None)
         self._follow()
     return self
 
@@ -333,7 +334,7 @@ def select_concept(self: BrowserModel, key: str):
     keys = self._concepts[self.pair_index, self.state["direction"]].keys
     if key not in keys: raise KeyError(f"no concept {key!r} in {self.state['pair']} direction {self.state['direction']}; concepts: {list(keys)}")
     with self._changes():
-        self._set(concept=key)
+        if key != self.state["concept"]: self._set(concept=key, enlarged=None)
         probe = self.state["probe"]
         if probe is None or self._cluster_key(self.pair_index, self.state["direction"], probe) != key:
             self._set(probe=self.concept_info(key)["anchor"], affinity_rank=None)
@@ -538,7 +539,7 @@ def select_sae(self: BrowserModel, name: str):
     runs = self.study.saes
     if name not in runs: raise KeyError(f"no SAE run {name!r}; runs: {runs}")
     lat = self._sae(name)["latents"]
-    with self._changes(): self._set(sae=name, latent=int(lat["latent"].iloc[0]) if len(lat) else None)
+    with self._changes(): self._set(sae=name, latent=int(lat["latent"].iloc[0]) if len(lat) else None, enlarged=None)
     return self
 
 @patch
@@ -550,7 +551,7 @@ def select_latent(self: BrowserModel, latent):
     if isinstance(j, (bool, np.bool_)) or not isinstance(j, (int, np.integer)) or int(j) not in set(lat["latent"]):
         raise KeyError(f"latent {latent!r} does not fire in SAE run {self.state['sae']}; latents: {lat['latent'].tolist()[:20]}"
                        + (" ..." if len(lat) > 20 else ""))
-    with self._changes(): self._set(latent=int(j))
+    with self._changes(): self._set(latent=int(j), enlarged=None)
     return self
 
 @patch
@@ -934,6 +935,7 @@ def _layout(self: Browser):
                          layout=W.Layout(flex_flow="row wrap", grid_gap="12px")), self.enlarged_box])
     if not self.model.study.saes: sae = W.HTML("This study has no SAE yet: run <code>study.train_sae()</code>.")
     self.tabs = W.Tab(children=[rdx, sae], titles=("RDX: layer pairs", "SAE latents"))
+    self.tabs.observe(lambda ch: self._call(self.model.enlarge, None), "selected_index")    # an enlarged image belongs to its tab
     self.widget = W.VBox([W.HBox([self.help_button, W.HTML("&nbsp;"), self._title_html()]), self.help, self.status, self.tabs])
 
 @patch

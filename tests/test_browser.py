@@ -178,7 +178,11 @@ def test_selection_rules(fresh, study):
     fresh.select_concept(keys[0])
     fresh.select_probe(member)                                  # the probe's concept follows
     assert fresh.state["concept"] == keys[-1]
-    fresh.select_pair(1)                                        # the probe is kept across pairs
+    fresh.select_pair(1)                      # a pair switch opens its first reported concept, probed at its anchor
+    first = fresh.concepts()["key"].tolist()[0]
+    assert fresh.state["concept"] == first and fresh.state["probe"] == fresh.concept_info(first)["anchor"]
+    fresh.set_direction("01").select_probe(member)            # a direction switch keeps the probe and follows it
+    fresh.set_direction("10")
     assert fresh.state["probe"] == member
     lab = sw.result(1)["10"].labels[int(np.flatnonzero(sw.rows == member)[0])]
     if f"c{lab}" in fresh.concepts()["key"].tolist(): assert fresh.state["concept"] == f"c{lab}"
@@ -402,3 +406,17 @@ def test_widget_sae_tab(br, study):
 def test_study_browse_returns_the_browser(study):
     b = study.browse(progress=False)
     assert isinstance(b, Browser) and b.model.study is study
+
+
+def test_an_enlarged_image_closes_when_what_it_belongs_to_changes(fresh):
+    keys = fresh.select_pair(0).concepts()["key"].tolist()
+    for change in (lambda: fresh.select_pair(1), lambda: fresh.set_direction("01" if fresh.state["direction"] == "10" else "10"),
+                   lambda: fresh.select_concept([k for k in fresh.concepts()["key"] if k != fresh.state["concept"]][0]),
+                   lambda: fresh.select_latent(int(fresh._sae(fresh.state["sae"])["latents"]["latent"].iloc[1]))):
+        fresh.enlarge(fresh.grid()[0])
+        assert fresh.state["enlarged"] is not None
+        change()
+        assert fresh.state["enlarged"] is None
+    fresh.enlarge(fresh.grid()[0])
+    fresh.select_concept(fresh.state["concept"])                 # the same concept again: it stays open
+    assert fresh.state["enlarged"] is not None
