@@ -112,6 +112,7 @@ class BrowserModel:
         self._store_ids = self.store.ids
         self.ids = [self._store_ids[r] for r in self.rows]
         self.pairs = [f"{a}→{b}" for a, b in sweep.pairs]
+        self._summaries = {(x["pair"], x["direction"]): x["text"] for x in sweep.summaries()}   # what each pair did
         self.done = [sweep.done(i) for i in range(len(self.pairs))]
         if not any(self.done): raise ValueError(f"no layer pair of {sweep.path} is finished: run study.run_rdx()")
         extra = study.images[["id", "image_mean", "image_std"]] if study.images_path.is_file() else None
@@ -126,7 +127,7 @@ class BrowserModel:
         bar = None
         if progress:
             from tqdm.auto import tqdm
-            bar = tqdm(total=len(steps), desc="browser", unit="step")
+            bar = tqdm(total=len(steps), desc="browser", unit="step", leave=False)   # gone once the browser is ready
         try:
             for what, x in steps:
                 if bar is not None: bar.set_postfix_str(f"{what} {self.pairs[x] if what != 'projection' else x}")
@@ -385,6 +386,12 @@ def describe_row(self: BrowserModel, row) -> str:
         return str(v)
     parts = [f"{c}={fmt(v)}" for c, v in self.table.iloc[row].items() if c != "id" and not pd.isna(v)]
     return " · ".join([self._store_ids[row]] + parts)
+
+@patch
+def transition_summary(self: BrowserModel, pair=None, direction: str | None = None) -> str:
+    "The sweep's sentences on what `pair` did in `direction` (default: the current ones), as `sweep.summaries()` saved them."
+    i, d = self._where(pair, direction)
+    return self._summaries.get((self.pairs[i], d), "")
 
 # %% ../nbs/14_browser.ipynb #cecb89ab
 @patch
@@ -973,7 +980,8 @@ def _render_pair(self: Browser):
     what = (f"images <b>{b}</b> groups together that <b>{a}</b> kept apart" if s["direction"] == "10" else
             f"images <b>{a}</b> grouped together that <b>{b}</b> pulls apart")
     self.direction_text.value = (f'<span style="color:#555">{what} · mean |Δ| '
-                                 f'{m._results[m.pair_index].mean_abs_delta:.3f}</span>')
+                                 f'{m._results[m.pair_index].mean_abs_delta:.3f}</span><br>'
+                                 f'<span style="font-size:13px">{html.escape(m.transition_summary())}</span>')
     lst = m.concepts()
     self.concept_list.options = [(f"{r.key} · score {r.strength:.2f} · stability {'–' if np.isnan(r.stability) else f'{r.stability:.2f}'} · n={r.size} · {r.top or 'no significant enrichment'}", r.key)
                                  for r in lst.itertuples()]

@@ -1,5 +1,6 @@
 """The study browser: the view-model (concept lists, grids, snapshots, colours, projections and their cache, affinity,
 SAE panel, notes, errors, callbacks) and the ipywidgets Browser driven through its controls."""
+import html
 import json
 import warnings
 
@@ -420,3 +421,14 @@ def test_an_enlarged_image_closes_when_what_it_belongs_to_changes(fresh):
     fresh.enlarge(fresh.grid()[0])
     fresh.select_concept(fresh.state["concept"])                 # the same concept again: it stays open
     assert fresh.state["enlarged"] is not None
+
+
+def test_the_browser_shows_each_transitions_summary(fresh, study):
+    said = {(x["pair"], x["direction"]): x["text"] for x in study.sweep.summaries()}
+    for i, p in enumerate(fresh.pairs):
+        for d in ("10", "01"):
+            assert fresh.transition_summary(i, d) == said[(p, d)] and said[(p, d)]
+    from medinterp.browser import Browser
+    b = Browser(fresh)
+    fresh.select_pair(1).set_direction("01")
+    assert html.escape(fresh.transition_summary()) in b.direction_text.value
