@@ -395,11 +395,16 @@ def _safe_enrichment(enr: pd.DataFrame) -> pd.DataFrame:
     col = enr["column"].astype(str)
     return enr[~(col.isin(IDENTIFIER_COLUMNS) | col.str.contains(_PHI_COLUMN))]
 
-def _enrichment_rows(enr: pd.DataFrame, key: str, n: int) -> pd.DataFrame:
+def _enrichment_rows(enr: pd.DataFrame, key: str, n: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    "Concept `key`'s enrichment rows split into (over-represented, under-represented), at most `n` each, most significant first."
     e = enr[enr["concept"] == key]
-    if not len(e): return e
-    e = e.assign(members=[f"{a}/{b} ({s:.0%})" for a, b, s in zip(e["count_in"], e["n_in"], e["share_in"])])
-    return e.head(n)
+    if not len(e): return e, e
+    words = e["words"] if "words" in e.columns else e["label"]
+    kinds = e["kind"] if "levels" in e.columns else pd.Series("", index=e.index)
+    e = e.assign(members=[f"{a}/{b} ({s:.0%})" for a, b, s in zip(e["count_in"], e["n_in"], e["share_in"])],
+                 value=[f"{k}: {w}" if k else str(w) for k, w in zip(kinds, words)])
+    over = e["effect"] > 0
+    return e[over].head(n), e[~over].head(n)
 
 def _concept_article(ctx, c: Concept, concepts: Concepts, enr: pd.DataFrame, anchor: str, result_rows, A, B, res,
                      direction: str) -> str:
@@ -416,11 +421,14 @@ def _concept_article(ctx, c: Concept, concepts: Concepts, enr: pd.DataFrame, anc
     out.append(f'<figure>{_img(pic, f"grid of concept {c.key}", ctx["budget"])}<figcaption>Grid: the anchor image '
                f'(orange frame) and its nearest members in {esc(concepts.explained)}, chosen where their affinity is '
                f'highest. Captions are {"image ids" if ids else "store rows"}.</figcaption></figure>')
-    e = _enrichment_rows(enr, c.key, ctx["enrichment_rows"])
-    if len(e):
-        out.append('<div>' + _table(e, [("label", "value", ""), ("members", "in concept", ""),
-                                        ("share_all", "all images", ".0%"), ("lift", "lift", ".2f"), ("q", "q", ".2g"),
-                                        ("significant", "q < 0.05", "")], cls="enr") + "</div>")
+    over, under = _enrichment_rows(enr, c.key, ctx["enrichment_rows"])
+    cols = [("value", "value", ""), ("members", "in concept", ""), ("share_all", "all images", ".0%"),
+            ("lift", "lift", ".2f"), ("q", "q", ".2g"), ("significant", "q < 0.05", "")]
+    if len(over) or len(under):
+        out.append('<div>' + (f'<p class="small"><b>More common among the members</b></p>{_table(over, cols, cls="enr")}'
+                              if len(over) else '<p class="small muted">Nothing is more common among the members.</p>')
+                   + (f'<p class="small"><b>Less common among the members</b></p>{_table(under, cols, cls="enr")}'
+                      if len(under) else "") + "</div>")
     else: out.append('<p class="small muted">No enrichment test for this concept.</p>')
     out.append("</div>")
     if A is not None and len(c.grid):

@@ -19,6 +19,7 @@ import medinterp.report as report
 from medinterp.data import CXRDataset
 from medinterp.phantoms import make_phantoms
 from medinterp.rdx import RDXConfig, snapshot
+from medinterp.data import KINDS
 from medinterp.report import esc, export_html, export_png
 from medinterp.sae import SAEConfig
 from medinterp.study import Study, StudyConfig
@@ -324,3 +325,24 @@ def test_sae_table_counts_are_integers_and_dead_latents_are_called_out(built):
     cells = re.findall(r'<td class="num">([^<]*)</td>', sae[:sae.index("Top latents")])
     assert cells and not any(re.fullmatch(r"\d+\.0", c) for c in cells), cells          # no "576.0"
     assert ("never fire (dead)" in sae) == (run.metrics["dead_fraction"] > 0.5)
+
+
+def test_enrichment_is_split_and_every_name_is_in_its_own_table(built):
+    s, _, _, page = built
+    sw = s.sweep
+    checked = 0
+    for i in range(len(sw.pairs)):
+        for d in DIRECTIONS:
+            for j, c in enumerate(sw.concepts(i, d)):
+                a = page.index(f'id="pair-{i}-{d}-{j}"')
+                art = page[a:page.index("</article>", a)]
+                more = art[art.index("More common"):art.index("Less common")] if "Less common" in art and "More common" in art else art
+                if c.name.split(":")[0] in KINDS:                       # a name enrichment gave (not a planted one)
+                    first = c.name.split(";")[0].rsplit(" (", 1)[0]
+                    assert esc(first) in more, (c.key, first)
+                    checked += 1
+                if "Less common" in art:
+                    less = art[art.index("Less common"):]
+                    lifts = [float(x) for x in re.findall(r'<td class="num">(\d+\.\d\d)</td>', less)]
+                    assert all(l <= 1.0 for l in lifts[:1]), lifts
+    assert checked
