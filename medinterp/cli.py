@@ -138,7 +138,10 @@ def _summary(study: Study, table: pd.DataFrame | None, seconds: float) -> list[s
         full = cmp[(cmp["subset"] == "full") & (cmp["label"] != "mean")]
         best = "" if full.empty else "; best latent r per label: " + ", ".join(
             f"{r.label} {r.sae_r:.2f} (raw {r.raw_r:.2f})" for r in full.itertuples())
-        lines.append(f"SAE {name}: FVU {m['fvu']:.3f}, L0 {m['l0']:.1f}, dead {m['dead_fraction']:.0%}{best}")
+        mean = cmp[(cmp["subset"] == "full") & (cmp["label"] == "mean")]
+        head = "" if mean.empty else (f"; mean correlation entropy of the best raw dimensions {mean['raw_entropy'].iloc[0]:.2f}"
+                                      f" vs the best latents {mean['sae_entropy'].iloc[0]:.2f} (lower = more monosemantic)")
+        lines.append(f"SAE {name}: FVU {m['fvu']:.3f}, L0 {m['l0']:.1f}, dead {m['dead_fraction']:.0%}{best}{head}")
     if study.report_path.is_file(): lines.append(f"report: {study.report_path}")
     lines.append(f"browse: in JupyterLab, `from medinterp.study import Study; Study.open({str(study.path)!r}).browse()` "
                  "(nbs/14_browser.ipynb shows how)")

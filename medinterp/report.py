@@ -520,6 +520,11 @@ def _sae_section(ctx, k: int, name: str) -> str:
         out.append(f'<p class="note">{dead:.0%} of the latents never fire (dead): this SAE explains the layer with '
                    f'{len(concepts)} live latents. A smaller expansion or a larger k would use more of them.</p>')
     out.append("<h4>MedSAE comparison: best raw dimension vs best SAE latent per label</h4>")
+    mean = comp[(comp["subset"] == "full") & (comp["label"] == "mean")] if len(comp) else comp
+    if len(mean):
+        out.append(f'<p>Mean correlation entropy over the labels (full set): best raw dimensions '
+                   f'<b>{_fmt(mean["raw_entropy"].iloc[0], ".2f")}</b> vs best latents <b>{_fmt(mean["sae_entropy"].iloc[0], ".2f")}</b>'
+                   f' (lower = a label is carried by fewer dimensions: more monosemantic).</p>')
     if len(comp):
         out.append(_table(comp, [("subset", "subset", ""), ("label", "label", ""), ("n_pos", "positives", ".0f"),
                                  ("n_neg", "negatives", ".0f"), ("raw_dim", "best raw dim", ".0f"), ("raw_r", "raw r", ".3f"),
