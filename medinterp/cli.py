@@ -23,8 +23,8 @@ from .study import Study, StudyConfig
 from .sweep import finding_lines, findings
 
 # %% auto #0
-__all__ = ['DEMO_SAE', 'USER_ERRORS', 'profile_lines', 'summary_lines', 'open_images', 'study_from_images', 'analyse', 'demo',
-           'parser', 'main']
+__all__ = ['USER_ERRORS', 'profile_lines', 'summary_lines', 'open_images', 'study_from_images', 'analyse', 'demo_sae_config',
+           'demo', 'parser', 'main']
 
 # %% ../nbs/16_cli.ipynb #21985838
 def _findings(study: Study) -> pd.DataFrame:
@@ -92,10 +92,15 @@ def analyse(study: Study, *, rdx_config: RDXConfig | None = None, sae_config: SA
     if report: study.export_html(progress=progress)
     return table
 
-DEMO_SAE = SAEConfig(architecture="topk", expansion=8, k=8, batch_size=256, epochs=40, seed=0)
+def demo_sae_config(n_train: int, d: int, *, k: int = 16, min_fires: int = 100) -> SAEConfig:
+    """The demo's TopK SAE, sized to its data: the largest expansion in (8, 4, 2, 1) whose m = expansion·d latents could
+    each fire on at least `min_fires` training images if the n_train·k firings were spread evenly (a bigger
+    dictionary leaves most latents dead: expansion 8 with k 8 on the demo's 2,250 × 96 rows left 85 % dead)."""
+    expansion = next((e for e in (8, 4, 2) if e * d * min_fires <= n_train * k), 1)
+    return SAEConfig(architecture="topk", expansion=expansion, k=k, batch_size=256, epochs=40, seed=0)
 
 def demo(out="runs/demo", n: int = 2500, *, seed: int = 1, model_images: int = 2000, model_config=None,
-         rdx_config: RDXConfig | None = None, sae_config: SAEConfig = DEMO_SAE, report: bool = True,
+         rdx_config: RDXConfig | None = None, sae_config: SAEConfig | None = None, report: bool = True,
          progress: bool = True) -> Study:
     """The offline demo (see above) in the study folder `out`: `n` analysis phantoms (seed `seed`), the phantom ViT
     (`model_config`, default `PhantomViTConfig()`) trained on `model_images` phantoms of seed 0."""
@@ -113,6 +118,9 @@ def demo(out="runs/demo", n: int = 2500, *, seed: int = 1, model_images: int = 2
         ds = make_phantoms(n, model.config.image_size, seed, out_dir=folder, progress=progress, overwrite=True)
     if len(ds) != n: raise ValueError(f"{folder} holds {len(ds)} phantoms, not {n}; use another --out for another --n")
     study.extract(ds, model.backbone(), pooling=("cls", "mean"), progress=progress)
+    if sae_config is None:                                    # sized to the last layer and the SAE's training split
+        last = study.store.layers[-1]
+        sae_config = demo_sae_config(int(round(n * (1 - SAEConfig().val_fraction))), study.store.dims[last])
     analyse(study, rdx_config=rdx_config, sae_config=sae_config, report=report, progress=progress)
     return study
 
