@@ -504,6 +504,22 @@ def _chosen_latents(run, concepts: Concepts, comparison: pd.DataFrame, k: int) -
     rest = [c for c in concepts if c not in first]
     return (first + rest)[:k]
 
+def _bridge_block(ctx, name: str, layer: str) -> str:
+    "RDX concepts living in this SAE's layer and the latent that fires best on each (`study.bridge`)."
+    study, sweep, parts = ctx["study"], ctx["sweep"], []
+    if sweep is None: return ""
+    for i, (a, b) in enumerate(sweep.pairs):
+        for d, explained in (("10", b), ("01", a)):
+            if explained != layer or not sweep.done(i) or not len(sweep.concepts(i, d)): continue
+            t = study.bridge(i, d, sae=name, top=1).dropna(subset=["latent"])
+            if len(t): parts.append(f'<p class="small"><b>{esc(a)} → {esc(b)}</b>, direction {d}</p>' + _table(
+                t, [("concept", "RDX concept", ""), ("concept_name", "name", ""), ("size", "images", ".0f"),
+                    ("latent", "best latent", ".0f"), ("auroc", "AUROC", ".3f"), ("jaccard", "Jaccard top-|C|", ".2f")]))
+    if not parts: return ""
+    return ("<h4>RDX concepts and the latent that fires best on each</h4><p class=\"small muted\">AUROC: how well the "
+            "latent's activation separates the concept's members from the other images (0.5 = not at all); Jaccard: "
+            "overlap of the latent's |C| strongest images with the members.</p>" + "".join(parts))
+
 def _sae_section(ctx, k: int, name: str) -> str:
     study, px, ids = ctx["study"], ctx["px"], ctx["include_ids"]
     run = study.sae_run(name)
@@ -533,6 +549,7 @@ def _sae_section(ctx, k: int, name: str) -> str:
         out.append('<p class="small muted">r: correlation with the label; entropy: how spread a label\'s correlation is '
                    'over dimensions (lower = more monosemantic).</p>')
     else: out.append('<p class="small muted">No labels to compare against.</p>')
+    out.append(_bridge_block(ctx, name, run.layer))
     shown = _chosen_latents(run, concepts, comp, ctx["max_latents"])
     out.append(f"<h4>Top latents ({len(shown)} of {len(concepts)})</h4>")
     for j, c in enumerate(shown):

@@ -346,3 +346,15 @@ def test_enrichment_is_split_and_every_name_is_in_its_own_table(built):
                     lifts = [float(x) for x in re.findall(r'<td class="num">(\d+\.\d\d)</td>', less)]
                     assert all(l <= 1.0 for l in lifts[:1]), lifts
     assert checked
+
+
+def test_the_bridge_table_is_the_studys(built):
+    s, _, _, page = built
+    sw, run = s.sweep, s.sae_run()
+    i = len(sw.pairs) - 1                                           # the SAE is on the last layer: direction 10 of the last pair
+    if not len(sw.concepts(i, "10")): pytest.skip("no reported concept in the SAE's layer")
+    sae = page[page.index('id="sae-0"'):]
+    block = sae[sae.index("the latent that fires best on each"):sae.index("Top latents")]
+    t = s.bridge(i, "10", top=1).dropna(subset=["latent"])
+    for r in t.itertuples():
+        assert f'<td class="num">{r.auroc:.3f}</td>' in block and f'<td class="num">{int(r.latent)}</td>' in block
