@@ -457,7 +457,7 @@ def _pair_section(ctx, i: int, a: str, b: str, overview: pd.DataFrame | None) ->
         r = overview[overview["pair"] == f"{a}→{b}"]
         if len(r): facts[1:1] = [("CKA", _fmt(r["cka"].iloc[0], ".3f")), ("kNN overlap", _fmt(r["knn_overlap"].iloc[0], ".3f"))]
     out.append('<p class="small">' + " · ".join(f"{esc(k)} <b>{esc(v)}</b>" for k, v in facts) + "</p>")
-    said = [x["text"] for x in sweep.summaries() if x["pair"] == f"{a}→{b}"]    # what the transition did, in words
+    said = [x["text"] for x in ctx["summaries"] if x["pair"] == f"{a}→{b}"]    # what the transition did, in words
     if said: out.append(f'<p class="summary">{esc(" ".join(said))}</p>')
     A = B = None
     if ctx["snapshots"]:
@@ -649,7 +649,7 @@ def export_html(study, path=None, *, include_ids: bool = False, max_concepts: in
         bar = tqdm(total=steps, desc="report", unit="part")
     ctx = {"study": study, "sweep": sweep, "px": px, "include_ids": bool(include_ids), "max_concepts": max_concepts,
            "max_latents": int(max_latents), "enrichment_rows": int(enrichment_rows), "snapshots": bool(snapshots),
-           "snapshot_k": int(snapshot_k), "budget": {}, "bar": (lambda: bar.update(1)) if bar is not None else (lambda: None)}
+           "snapshot_k": int(snapshot_k), "budget": {}, "summaries": sweep.summaries() if sweep is not None else [], "bar": (lambda: bar.update(1)) if bar is not None else (lambda: None)}
     heading = title if title is not None else f"medinterp report: {study.config.name}"
     try:
         overview_html, _ = _overview_section(study, sweep)
@@ -679,7 +679,7 @@ def export_html(study, path=None, *, include_ids: bool = False, max_concepts: in
         f"<main><header><h1>{esc(heading)}</h1>"
         f'<p class="muted small">medinterp {esc(medinterp.__version__)} · written {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M} UTC'
         f" · tiles {px} px</p></header>",
-        "\n".join(toc), _about(study, sweep, include_ids), _summary_section(sweep, ctx["budget"]),
+        "\n".join(toc), _about(study, sweep, include_ids), _summary_section(sweep, ctx["summaries"], ctx["budget"]),
         _provenance_section(study, include_ids, {"plotly": plotly.__version__}),
         overview_html,
         f'<section id="pairs"><h2>Layer pairs</h2>{pairs_block}</section>',
@@ -698,7 +698,7 @@ def export_html(study, path=None, *, include_ids: bool = False, max_concepts: in
                       "max_concepts, max_latents or thumb_px, or pass snapshots=False", stacklevel=2)
     return path
 
-def _summary_section(sweep, budget: dict) -> str:
+def _summary_section(sweep, summaries: list, budget: dict) -> str:
     "Summary first: the findings (with stability), what each transition did, and the depth profile."
     if sweep is None: return ""
     from medinterp.sweep import finding_lines, findings
@@ -710,7 +710,7 @@ def _summary_section(sweep, budget: dict) -> str:
              "by it (at least 80 % of its members, significant), with that concept's stability.</p><ul>"
              + "".join(f"<li>{esc(x)}</li>" for x in lines) + "</ul>") if lines else ""
     return (f'<section id="summary"><h2>Summary</h2>{found}<h3>What each transition did</h3>'
-            f'{summaries_html(sweep.summaries())}<h3>Depth profile</h3><p class="small">Which transition organises '
+            f'{summaries_html(summaries)}<h3>Depth profile</h3><p class="small">Which transition organises '
             f'which recorded factor: the purity of the best reported concept of direction 10 (blank: none).</p>'
             f'<figure><img src="{uri}" alt="depth profile" width="{arr.shape[1] // 2}" height="{arr.shape[0] // 2}">'
             f'</figure></section>')

@@ -27,7 +27,7 @@ from .rdx import (DIRECTIONS, RDXConfig, RDXResult, available_memory, estimate_m
                            pair_difference, rdx, rdx_large, save_result)
 
 # %% auto #0
-__all__ = ['SWEEP_FORMAT', 'ENGINES', 'KIND_PHRASES', 'ABSENT_VALUES', 'FACTOR_COLUMNS', 'MEASURES', 'FINDING_COLUMNS',
+__all__ = ['SWEEP_FORMAT', 'ENGINES', 'KIND_PHRASES', 'ABSENT_VALUES', 'CONCEPT_FACTOR_COLUMNS', 'MEASURES', 'FINDING_COLUMNS',
            'consecutive_pairs', 'resolve_poolings', 'usable_rows', 'pair_dirname', 'Sweep', 'rdx_sweep',
            'concept_factors', 'transition_summary', 'depth_profile', 'findings', 'finding_lines',
            'transition_summaries', 'sweep_depth_profile', 'write_readings', 'layer_overview']
@@ -278,7 +278,7 @@ KIND_PHRASES = {"acquisition": "acquisition", "hardware": "hardware", "anatomy":
                 "demographic": "demographics", "source": "image source", "other": "other recorded factors"}
 ABSENT_VALUES = ("none", "no", "absent")     # a value naming an absence ("effusion side none") is not a factor
 
-FACTOR_COLUMNS = ("concept", "rank", "size", "stability", "kind", "column", "words", "label", "share_in", "share_all",
+CONCEPT_FACTOR_COLUMNS = ("concept", "rank", "size", "stability", "kind", "column", "words", "label", "share_in", "share_all",
                   "lift", "q")
 
 def _with_words(enr: pd.DataFrame) -> pd.DataFrame:
@@ -289,7 +289,7 @@ def _with_words(enr: pd.DataFrame) -> pd.DataFrame:
 def concept_factors(concepts: Concepts, enr: pd.DataFrame, *, per_concept: int = 2, min_lift: float = 1.0) -> pd.DataFrame:
     """The factors each reported concept of `concepts` organises: its `per_concept` most significant over-represented
     values of `enr` (one per column, lift > `min_lift`; values naming an absence, `ABSENT_VALUES`, left out), in the
-    concepts' order. Columns: `FACTOR_COLUMNS`."""
+    concepts' order. Columns: `CONCEPT_FACTOR_COLUMNS`."""
     enr = _with_words(enr)
     sig = enr[enr["significant"].astype(bool) & (enr["lift"] > min_lift) & (enr["effect"] > 0)
               & ~enr["value"].astype(str).str.strip().str.lower().isin(ABSENT_VALUES)]
@@ -300,7 +300,7 @@ def concept_factors(concepts: Concepts, enr: pd.DataFrame, *, per_concept: int =
         rows += [{"concept": c.key, "rank": rank, "size": c.size, "stability": c.stability, "kind": r.kind,
                   "column": r.column, "words": r.words, "label": r.label, "share_in": r.share_in,
                   "share_all": r.share_all, "lift": r.lift, "q": r.q} for r in e.itertuples()]
-    return pd.DataFrame(rows, columns=list(FACTOR_COLUMNS))
+    return pd.DataFrame(rows, columns=list(CONCEPT_FACTOR_COLUMNS))
 
 # %% ../nbs/09_sweep.ipynb #e97e9ece
 def _and(parts: list[str]) -> str:
