@@ -22,9 +22,10 @@ from .concepts import Concept, Concepts
 # %% auto #0
 __all__ = ['MODES', 'DIRECTIONS', 'RERUN_N_INIT', 'RERUN_TOL', 'RESULT_FORMAT', 'RDXConfig', 'check_pair', 'duplicate_rows',
            'rank_matrix', 'difference', 'affinity', 'pair_difference', 'SpectralFit', 'spectral_fit', 'spectral_labels',
-           'grid_sample', 'bsr', 'rank_rows', 'AffineMap', 'fit_alignment', 'estimate_memory', 'available_memory',
-           'check_memory', 'subsample_ranks', 'quality_score', 'RDXDirection', 'RDXResult', 'rdx', 'merged_blobs',
-           'planted_merges', 'SnapshotRow', 'Snapshot', 'snapshot', 'save_result', 'load_result', 'rdx_large']
+           'grid_sample', 'bsr', 'rank_rows', 'rank_columns', 'AffineMap', 'fit_alignment', 'estimate_memory',
+           'available_memory', 'check_memory', 'subsample_ranks', 'quality_score', 'RDXDirection', 'RDXResult', 'rdx',
+           'merged_blobs', 'planted_merges', 'SnapshotRow', 'Snapshot', 'snapshots', 'snapshot', 'save_result',
+           'load_result', 'rdx_large']
 
 # %% ../nbs/08_rdx.ipynb #dfe4be96
 MODES = ("v2", "paper")
@@ -403,6 +404,22 @@ def rank_rows(X, rows, *, device=None) -> np.ndarray:
     R = torch.empty_like(order)
     R.scatter_(1, order, torch.arange(Xt.shape[0], device=Xt.device).expand(len(rows), -1).contiguous())
     return R.cpu().numpy()
+
+def rank_columns(X, cols, *, device=None) -> np.ndarray:
+    """Columns `cols` of the rank matrix of `X`, transposed (int64, len(cols) × N): where each image of `cols` stands
+    among every image's neighbours, in row blocks; equal to `rank_matrix(X)[:, cols].T` without the N×N matrix."""
+    Xt = X if isinstance(X, torch.Tensor) else _as_tensor(X, device)
+    n, cols = Xt.shape[0], [int(c) for c in np.asarray(cols, dtype=np.int64).ravel()]
+    sq, out = (Xt * Xt).sum(1), torch.empty((len(cols), n), dtype=torch.int64, device=Xt.device)
+    b = _block_rows(n)
+    for r0 in range(0, n, b):
+        rows = torch.arange(r0, min(n, r0 + b), device=Xt.device)
+        D = torch.addmm(sq[rows, None] + sq[None, :], Xt[rows], Xt.T, alpha=-2.0).clamp_(min=0.0)
+        D[torch.arange(len(rows), device=Xt.device), rows] = -1.0         # self first, as in `rank_rows`
+        for j, c in enumerate(cols):                                      # ties go to the lower index (stable sort)
+            dc = D[:, c:c + 1]
+            out[j, r0:r0 + len(rows)] = (D < dc).sum(1) + (D[:, :c] == dc).sum(1)
+    return out.cpu().numpy()
 
 def _rank_blocks(X, grids, symmetrize: bool, device=None) -> dict:
     "grid position -> its |g|×|g| rank block, from one `rank_rows` call over all grid images."
@@ -812,7 +829,7 @@ def planted_merges(seed: int = 0, n_blobs: int = 12, n_per: int = 25, d: int = 1
 # %% ../nbs/08_rdx.ipynb #3a2c76c3
 @dataclass(frozen=True)
 class SnapshotRow:
-    "One row of a snapshot: image rows with their rank before/after, Δ and (row 2 only) was-near flags."
+    "One row of a snapshot: image rows with their rank before/after, Δ and (affinity row only) was-near flags."
     title: str
     indices: np.ndarray
     rank_before: np.ndarray
@@ -840,40 +857,43 @@ class Snapshot:
         return {"probe": self.probe, "probe_id": self.probe_id, "direction": self.direction, "cluster": self.cluster,
                 "concept": self.concept, "clustered": self.clustered, "scattered": self.scattered, "rows": rows}
 
-def _nearest(X, i: int, candidates: np.ndarray, k: int) -> np.ndarray:
-    "The k candidates nearest to row i of X (i itself excluded), nearest first, ties by index."
-    X = np.asarray(X, dtype=np.float64)
-    cand = candidates[candidates != i]
-    d = ((X[cand] - X[i]) ** 2).sum(1)
-    return cand[np.lexsort((cand, d))[:k]]
+def _top(score: np.ndarray, probe: int, k: int) -> np.ndarray:
+    "The k images (probe excluded) with the smallest `score`, ties by index."
+    cand = np.flatnonzero(np.arange(len(score)) != probe)
+    return cand[np.lexsort((cand, score[cand]))[:k]]
 
-def snapshot(A, B, result: RDXResult, probe: int, direction: str = "10", k: int = 8, *, device=None) -> Snapshot:
-    "Neighbour rows of image `probe` for one direction of `result` (A, B: the unmapped representations)."
+def _probe_ranks(X, probes, symmetrize: bool, device=None) -> tuple[np.ndarray, np.ndarray]:
+    "(forward rank rows of the probes, their rank distance to every image: forward or (forward + backward) / 2)."
+    fwd = rank_rows(X, probes, device=device).astype(np.float64)
+    return fwd, ((fwd + rank_columns(X, probes, device=device)) / 2.0 if symmetrize else fwd)
+
+def snapshots(A, B, result: RDXResult, probes, direction: str = "10", k: int = 8, *, device=None) -> list[Snapshot]:
+    "One `Snapshot` per image of `probes` for one direction of `result` (A, B: the unmapped representations)."
     A, B = check_pair(A, B, names=result.layers)
     if len(A) != result.n: raise ValueError(f"the result is for {result.n} images, the matrices have {len(A)} rows")
-    if not 0 <= probe < result.n: raise IndexError(f"probe {probe} is outside 0..{result.n - 1}")
-    d = result[direction]
-    Xc, Xs = (B, A) if direction == "10" else (A, B)
-    everyone = np.arange(result.n)
-    cluster = int(d.labels[probe]); members = d.members(cluster)
-    rows_idx = [_nearest(Xs, probe, everyone, k), _nearest(Xc, probe, members, k), _nearest(Xc, probe, everyone, k)]
-    shown = np.unique(np.concatenate(rows_idx + [np.array([probe])]))
-    sym = result.config.symmetrize
-    def ranks(X):
-        probe_row = rank_rows(X, [probe], device=device)[0]
-        if not sym: return probe_row.astype(np.float64)
-        back = np.zeros(result.n); back[shown] = rank_rows(X, shown, device=device)[:, probe]
-        return (probe_row + back) / 2.0
-    rA, rB = ranks(A), ranks(B)
-    scattered_rank = rA if direction == "10" else rB
-    titles = (f"nearest in {d.reference} (scattered)", f"cluster members nearest in {d.explained} (RDX neighbours)",
-              f"nearest in {d.explained} (clustered)")
-    rows = []
-    for t, (title, idx) in enumerate(zip(titles, rows_idx)):
-        near = (scattered_rank[idx] <= len(members)) if t == 1 else None
-        rows.append(SnapshotRow(title, idx, rA[idx], rB[idx], difference(rA[idx], rB[idx], result.gamma), near))
-    return Snapshot(int(probe), result.ids[probe], direction, cluster, f"c{cluster}" if cluster in d.kept else None,
-                    d.explained, d.reference, tuple(rows))
+    probes = [int(p) for p in np.asarray(probes, dtype=np.int64).ravel()]
+    for p in probes:
+        if not 0 <= p < result.n: raise IndexError(f"probe {p} is outside 0..{result.n - 1}")
+    d, sym = result[direction], result.config.symmetrize
+    (fA, RA), (fB, RB) = _probe_ranks(A, probes, sym, device), _probe_ranks(B, probes, sym, device)
+    a, b = result.layers
+    titles = (f"nearest in {a} (before)", f"nearest in {b} (after)",
+              f"highest affinity in direction {direction}: pulled together in {d.explained}")
+    out = []
+    for j, p in enumerate(probes):
+        delta = difference(RA[j], RB[j], result.gamma)
+        cluster = int(d.labels[p]); size = len(d.members(cluster))
+        idx = (_top(fA[j], p, k), _top(fB[j], p, k), _top(-affinity(delta, result.config.beta, direction), p, k))
+        scattered = RA[j] if direction == "10" else RB[j]
+        rows = tuple(SnapshotRow(t, i, RA[j][i], RB[j][i], delta[i], (scattered[i] <= size) if r == 2 else None)
+                     for r, (t, i) in enumerate(zip(titles, idx)))
+        out.append(Snapshot(p, result.ids[p], direction, cluster, f"c{cluster}" if cluster in d.kept else None,
+                            d.explained, d.reference, rows))
+    return out
+
+def snapshot(A, B, result: RDXResult, probe: int, direction: str = "10", k: int = 8, *, device=None) -> Snapshot:
+    "Neighbour rows of image `probe` for one direction of `result` (see `snapshots`)."
+    return snapshots(A, B, result, [probe], direction, k, device=device)[0]
 
 # %% ../nbs/08_rdx.ipynb #d674e4d8
 RESULT_FORMAT = "medinterp.rdx"

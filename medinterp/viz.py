@@ -82,10 +82,9 @@ def data_uri(arr) -> str:
     return "data:image/png;base64," + base64.b64encode(png_bytes(arr)).decode("ascii")
 
 # %% ../nbs/12_viz.ipynb #fee025bd
-_RDBU = ("#2166ac", "#4393c3", "#92c5de", "#d1e5f0", "#f7f7f7", "#fddbc7", "#f4a582", "#d6604d", "#b2182b")
 _GREENS = ("#00441b", "#006d2c", "#238b45", "#41ab5d", "#74c476", "#a1d99b", "#c7e9c0", "#e5f5e0", "#f7fcf5")
-DELTA_COLORSCALE = [[i / 8, c] for i, c in enumerate(_RDBU)]      # plotly colorscale: blue = closer in B, red = farther
-RANK_COLORSCALE = [[i / 8, c] for i, c in enumerate(_GREENS)]     # plotly colorscale: 0 = near (dark), 1 = far (pale)
+DELTA_COLORSCALE = [[0.0, "#2166ac"], [0.5, "#ffffff"], [1.0, "#b2182b"]]   # blue = closer in B, white = same, red = farther
+RANK_COLORSCALE = [[0.0, "#00441b"], [1.0, "#f7fcf5"]]                       # one hue (green): 0 = near (dark), 1 = far (pale)
 NAN_COLOR = "#bdbdbd"
 HIGHLIGHT_COLOR = "#ff9f00"                                        # frames the probe / anchor image
 

@@ -6,7 +6,7 @@ from hypothesis import given, settings, strategies as st
 from hypothesis.extra.numpy import arrays
 
 from medinterp.rdx import (DIRECTIONS, AffineMap, RDXConfig, affinity, bsr, check_memory, difference, estimate_memory,
-                           grid_sample, load_result, merged_blobs, pair_difference, rank_matrix, rank_rows, rdx,
+                           grid_sample, load_result, merged_blobs, pair_difference, rank_columns, rank_matrix, rank_rows, rdx,
                            rdx_large, save_result, snapshot, spectral_labels)
 
 SEEDS = range(10)
@@ -331,9 +331,47 @@ def test_snapshot_rows():
         np.testing.assert_array_equal(r.rank_after, R_B[probe, r.indices])
         np.testing.assert_allclose(r.delta, difference(R_A[probe, r.indices], R_B[probe, r.indices], res.gamma))
     assert (R_A[probe, snap.rows[0].indices] == np.arange(1, 9)).all()          # row 1: nearest in A
-    assert (R_B[probe, snap.rows[2].indices] == np.arange(1, 9)).all()          # row 3: nearest in B
-    assert set(snap.rows[1].indices) <= set(np.flatnonzero(res["10"].labels == snap.cluster))
+    assert (R_B[probe, snap.rows[1].indices] == np.arange(1, 9)).all()          # row 2: nearest in B
     with pytest.raises(IndexError): snapshot(A, B, res, 10_000)
+
+
+@pytest.mark.parametrize("mode", ["paper", "v2"])
+@pytest.mark.parametrize("direction", ["10", "01"])
+def test_snapshot_affinity_row_is_the_exact_top_k(mode, direction):
+    "Row 3 holds the k images of highest affinity to the probe (from the full, symmetrised rank matrices in v2)."
+    A, B, blob = merged_blobs(1)
+    if direction == "01": A, B = B, A                                             # the merge is then undone in B
+    res = rdx(A, B, RDXConfig(mode=mode, n_clusters=3, stability_runs=0))
+    sym = res.config.symmetrize
+    R_A, R_B = rank_matrix(A, symmetrize=sym), rank_matrix(B, symmetrize=sym)
+    for probe in (0, 17, len(A) - 1):
+        snap = snapshot(A, B, res, probe, direction, k=6)
+        M = affinity(difference(R_A[probe], R_B[probe], res.gamma), res.config.beta, direction)
+        others = np.flatnonzero(np.arange(len(A)) != probe)
+        expect = others[np.lexsort((others, -M[others]))[:6]]
+        np.testing.assert_array_equal(snap.rows[2].indices, expect)
+        np.testing.assert_allclose(snap.rows[2].rank_before, R_A[probe, expect])
+        size = int((res[direction].labels == snap.cluster).sum())
+        scattered = R_A if direction == "10" else R_B
+        np.testing.assert_array_equal(snap.rows[2].was_near, scattered[probe, expect] <= size)
+
+
+def test_snapshot_affinity_row_differs_from_nearest_in_b():
+    "Where Δ reorders, the highest-affinity row is not the nearest-in-B row: images already near in A have Δ ≈ 0."
+    A, B, blob = merged_blobs(0)
+    res = rdx(A, B, RDXConfig(n_clusters=3, stability_runs=0))
+    probe = int(res["10"].grids[res["10"].kept[0]][0])
+    snap = snapshot(A, B, res, probe, "10", k=8)
+    near_b, pulled = snap.rows[1], snap.rows[2]
+    assert list(near_b.indices) != list(pulled.indices)
+    assert pulled.delta.mean() < near_b.delta.mean()                             # row 3 is what RDX pulled in
+    assert (blob[pulled.indices] != blob[probe]).mean() > (blob[near_b.indices] != blob[probe]).mean()
+
+
+def test_rank_columns_equal_the_rank_matrix():
+    X = np.random.default_rng(0).normal(size=(70, 5))
+    X = np.vstack([X, X[:4]])                                                    # exact duplicates: ties
+    np.testing.assert_array_equal(rank_columns(X, [0, 3, 70, 73]), rank_matrix(X)[:, [0, 3, 70, 73]].T)
 
 
 def test_rdx_large_equals_dense_when_every_image_is_a_landmark():

@@ -123,7 +123,7 @@ def test_save_png_atomic(tmp_path):
 
 def test_delta_colors_sides_and_midpoint():
     neg, zero, pos = delta_colors([-0.4, 0.0, 0.4], vmax=1.0)
-    assert zero == DELTA_COLORSCALE[4][1] and DELTA_COLORSCALE[4][0] == 0.5
+    assert zero == DELTA_COLORSCALE[1][1] == "#ffffff" and DELTA_COLORSCALE[1][0] == 0.5
     rn, _, bn = _rgb(neg)
     rp, _, bp = _rgb(pos)
     assert bn > rn and rp > bp
