@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -24,7 +25,7 @@ from .sweep import finding_lines, findings
 
 # %% auto #0
 __all__ = ['USER_ERRORS', 'profile_lines', 'summary_lines', 'open_images', 'study_from_images', 'analyse', 'demo_sae_config',
-           'demo', 'parser', 'main']
+           'demo', 'report_line', 'parser', 'main']
 
 # %% ../nbs/16_cli.ipynb #21985838
 def _findings(study: Study) -> pd.DataFrame:
@@ -128,6 +129,14 @@ def demo(out="runs/demo", n: int = 2500, *, seed: int = 1, model_images: int = 2
 USER_ERRORS = (FileNotFoundError, FileExistsError, NotADirectoryError, ValueError, KeyError, MemoryError,
                WeightsUnavailableError, ImageReadError)
 
+def report_line(path) -> str:
+    "One line on a written report: its path, its size, and how many concept and latent articles its size cap let in."
+    path = Path(path)
+    head = path.read_text(encoding="utf-8", errors="replace")[:4000]
+    m = re.search(r'<meta name="medinterp-articles" content="(\d+) of (\d+)">', head)
+    drawn = f", {m.group(1)} of {m.group(2)} concept and latent articles drawn" if m else ""
+    return f"report: {path} ({path.stat().st_size / 1e6:.1f} MB{drawn})"
+
 def _summary(study: Study, table: pd.DataFrame | None, seconds: float) -> list[str]:
     s = study.store
     lines = [f"study {study.path}: {len(s)} images, {len(s.layers)} layers of {s.manifest['backbone']['key']} "
@@ -150,7 +159,7 @@ def _summary(study: Study, table: pd.DataFrame | None, seconds: float) -> list[s
         head = "" if mean.empty else (f"; mean correlation entropy of the best raw dimensions {mean['raw_entropy'].iloc[0]:.2f}"
                                       f" vs the best latents {mean['sae_entropy'].iloc[0]:.2f} (lower = more monosemantic)")
         lines.append(f"SAE {name}: FVU {m['fvu']:.3f}, L0 {m['l0']:.1f}, dead {m['dead_fraction']:.0%}{best}{head}")
-    if study.report_path.is_file(): lines.append(f"report: {study.report_path}")
+    if study.report_path.is_file(): lines.append(report_line(study.report_path))
     lines.append(f"browse: in JupyterLab, `from medinterp.study import Study; Study.open({str(study.path)!r}).browse()` "
                  "(nbs/14_browser.ipynb shows how)")
     return lines
@@ -202,6 +211,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--study", required=True); _add_sae_options(s)
     h = sub.add_parser("report", help="stage 4: the self-contained HTML report")
     h.add_argument("--study", required=True); h.add_argument("--html", default=None, help="output file (default <study>/report.html)")
+    h.add_argument("--max-mb", type=float, default=8.0, help="size cap of the report in MB (default 8); what does not fit is listed, not drawn")
     return p
 
 def _rdx_config(a) -> RDXConfig:
@@ -225,7 +235,7 @@ def _dispatch(a, progress: bool) -> tuple[Study, pd.DataFrame | None]:
         s.run_rdx(_rdx_config(a), progress=progress); return s, _findings(s)
     if a.command == "sae":
         s.train_sae(a.layer, _sae_config(a), progress=progress); return s, None
-    s.export_html(a.html, progress=progress)
+    s.export_html(a.html, size_budget_mb=a.max_mb, progress=progress)
     return s, None
 
 def main(argv=None) -> int:

@@ -12,21 +12,20 @@ import html
 import json
 import math
 import re
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 import medinterp
-from .compare import overview_figure
-from .concepts import IDENTIFIER_COLUMNS, Concept, Concepts, describe_concept
+from .concepts import IDENTIFIER_COLUMNS, Concept, Concepts, describe_concept, enrichment_table
 from .core import provenance, write_text_atomic
-from .rdx import Snapshot, snapshot
-from .viz import depth_profile_image, grid_image, png_bytes, save_png, snapshot_image, summaries_html, thumbnail
+from .rdx import Snapshot, snapshot, snapshots
+from .viz import (DELTA_COLORSCALE, RANK_COLORSCALE, delta_colors, depth_profile_image, grid_image, png_bytes,
+                           rank_colors, save_png, snapshot_image, summaries_html, thumbnail)
 
 # %% auto #0
-__all__ = ['esc', 'script_json', 'scrub_paths', 'grid_picture', 'snapshot_picture', 'export_png', 'compact_png', 'export_html']
+__all__ = ['esc', 'script_json', 'scrub_paths', 'grid_picture', 'snapshot_picture', 'export_png', 'encode_tile', 'export_html']
 
 # %% ../nbs/15_report.ipynb #589510e5
 def esc(value) -> str:
@@ -165,7 +164,7 @@ def export_png(obj, path, *, key=None, study=None, images=None, size: int | None
     return save_png(arr, path)
 
 # %% ../nbs/15_report.ipynb #13ec5eb6
-_CSP = ("default-src 'none'; img-src data: blob:; style-src 'unsafe-inline'; script-src 'unsafe-inline' 'unsafe-eval'; "
+_CSP = ("default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'; "
         "font-src data:; connect-src 'none'; base-uri 'none'; form-action 'none'")
 
 _CSS = """
@@ -173,36 +172,60 @@ body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;c
 main{max-width:1200px;margin:0 auto;padding:16px 24px 64px}
 h1{font-size:26px;margin:8px 0} h2{font-size:21px;margin:36px 0 8px;border-bottom:2px solid #ddd;padding-bottom:4px}
 h3{font-size:17px;margin:24px 0 6px} h4{font-size:15px;margin:0 0 4px}
-a{color:#1f5fa8} .muted{color:#666} .small{font-size:12px}
+a{color:#1f5fa8} .muted{color:#666} .small{font-size:13px}
 table{border-collapse:collapse;font-size:13px;margin:6px 0 12px} th,td{border:1px solid #ddd;padding:3px 7px;text-align:left;vertical-align:top}
 th{background:#f4f4f4} td.num{text-align:right;font-variant-numeric:tabular-nums}
 table.kv th{width:220px;font-weight:600}
 nav#contents{background:#f8f8f8;border:1px solid #e4e4e4;padding:8px 16px;font-size:14px}
 nav#contents ol{margin:4px 0;padding-left:22px}
 article.concept{border:1px solid #e4e4e4;border-radius:6px;padding:10px 12px;margin:12px 0}
-.pics{display:flex;flex-wrap:wrap;gap:16px;align-items:flex-start}
-figure{margin:0} figcaption{font-size:12px;color:#666;max-width:520px}
-img{image-rendering:auto;max-width:100%} .plot{width:100%;min-height:400px}
+.pics{display:flex;flex-wrap:wrap;gap:20px;align-items:flex-start} .pics>figure{max-width:440px}
+figure{margin:0} figcaption{font-size:13px;color:#555;max-width:560px}
 details{margin:6px 0} summary{cursor:pointer;font-weight:600}
 .note{background:#fff8e1;border-left:4px solid #f0c040;padding:6px 10px;font-size:13px}
+.grid{display:grid;gap:6px;grid-template-columns:repeat(var(--cols),var(--tile))}
+figure.t{width:var(--tile);cursor:zoom-in} figure.t:hover i{outline:2px solid #1f5fa8;outline-offset:-2px}
+figure.t i{display:block;width:var(--tile);height:var(--tile);background-color:#000;background-position:center;
+  background-size:cover;background-repeat:no-repeat}
+figure.t.hl i{outline:3px solid #ff9f00;outline-offset:-3px}
+figure.t b{display:block;height:7px;margin-top:2px;border:1px solid #999;box-sizing:border-box}
+figure.t figcaption{font-size:12px;color:#333;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
+figure.t small{display:block;font-size:12px;color:#666}
+.snap{display:flex;gap:14px;align-items:flex-start;margin-top:12px}
+.snap .rows{border-left:1px solid #ccc;padding-left:14px;min-width:0}
+.srow{display:flex;gap:6px;flex-wrap:wrap;margin-bottom:8px} .rowt{font-size:13px;font-weight:600;margin:2px 0 4px}
+.legend{font-size:12px;color:#444;max-width:820px;margin:4px 0}
+.legend i{display:inline-block;width:140px;height:10px;border:1px solid #999;vertical-align:middle;margin:0 6px}
+.hbar{display:inline-block;height:9px;background:#6baed6;vertical-align:middle;margin-left:6px}
+#zoom{position:fixed;inset:0;background:rgba(0,0,0,.72);display:flex;align-items:center;justify-content:center;z-index:10}
+#zoom[hidden]{display:none} #zoom>div{background:#fff;padding:12px;border-radius:6px;max-width:92vw}
+#zoom img{width:min(512px,78vh);height:min(512px,78vh);display:block;background:#000}
+#zoom p{font-size:14px;max-width:512px;margin:8px 0;overflow-wrap:anywhere}
 """
+
+_ZOOM = ('<div id="zoom" hidden role="dialog" aria-label="enlarged image"><div><img alt="enlarged image"><p></p>'
+         '<button type="button">close (Esc)</button></div></div>')
 
 _SCRIPT = """
 (function(){
-  var body = document.body;
-  function done(state){ body.setAttribute('data-plots', state); }
-  try {
-    if (typeof Plotly === 'undefined') { done('no-plotly'); return; }
-    var specs = document.querySelectorAll('script[type="application/json"][data-plot]');
-    var drawn = [];
-    for (var i = 0; i < specs.length; i++) {
-      var spec = JSON.parse(specs[i].textContent);
-      var div = document.getElementById(specs[i].getAttribute('data-plot'));
-      drawn.push(Plotly.newPlot(div, spec.data, spec.layout,
-        {displaylogo: false, responsive: true, showLink: false, showSendToCloud: false, showEditInChartStudio: false}));
-    }
-    Promise.all(drawn).then(function(){ done('rendered'); }, function(){ done('failed'); });
-  } catch (e) { done('failed'); }
+  var body = document.body, box = document.getElementById('zoom');
+  var img = box.querySelector('img'), cap = box.querySelector('p'), meta = {};
+  try { meta = JSON.parse(document.getElementById('image-meta').textContent); } catch (e) {}
+  function close(){ box.hidden = true; body.removeAttribute('data-zoom'); }
+  function open(t){
+    var r = t.getAttribute('data-r'), v = t.getAttribute('data-v');
+    var m = /url\\(["']?(.*?)["']?\\)$/.exec(getComputedStyle(t.querySelector('i')).backgroundImage);
+    var text = meta[r] || ('row ' + r);
+    if (v) { var p = v.split('|'); text += ' \\u00b7 rank to the probe before ' + p[0] + ', after ' + p[1] + ', \\u0394 ' + p[2]; }
+    img.src = m ? m[1] : ''; cap.textContent = text; box.hidden = false; body.setAttribute('data-zoom', r);
+  }
+  document.addEventListener('click', function(e){
+    var t = e.target.closest && e.target.closest('figure.t');
+    if (t) { open(t); return; }
+    if (!box.hidden && (e.target === box || e.target.tagName === 'BUTTON')) close();
+  });
+  document.addEventListener('keydown', function(e){ if (e.key === 'Escape') close(); });
+  body.setAttribute('data-ready', 'yes');
 })();
 """
 
@@ -245,51 +268,102 @@ def _config_block(name: str, config: dict, open_: bool = False) -> str:
     items = sorted(_scrubbed(dict(config)).items())
     return f"<details{' open' if open_ else ''}><summary>{esc(name)}</summary>{_kv(items)}</details>"
 
-def _img(arr: np.ndarray, alt: str, budget: dict | None = None) -> str:
-    uri = "data:image/png;base64," + base64.b64encode(compact_png(arr)).decode("ascii")
-    if budget is not None: budget["images"] = budget.get("images", 0) + len(uri)
-    return f'<img src="{uri}" alt="{esc(alt)}" width="{arr.shape[1]}" height="{arr.shape[0]}">'
-
 def _anchor(*parts) -> str:
     return "-".join(re.sub(r"[^A-Za-z0-9_]+", "_", str(p)) for p in parts)
 
-def _plotly_js() -> str:
-    from plotly.offline import get_plotlyjs
-    js = get_plotlyjs()
-    if "</script" in js.lower(): raise RuntimeError("the installed plotly.js contains '</script' and cannot be inlined")
-    return js
-
 # %% ../nbs/15_report.ipynb #447216b4
-_GRID_BPP, _SNAP_BPP = 1.35, 1.15     # base64 PNG bytes per tile pixel: grid tiles (with captions), snapshot tiles (with bars)
-_SNAP_SCALE = 0.75                   # snapshot tiles are this fraction of the grid tile size
-_SNAP_OVERHEAD = 10_000              # base64 bytes per snapshot beyond its tiles (legend, bars, text)
-_ARTICLE_OVERHEAD = 3_000            # HTML per concept or latent (facts, enrichment table)
-_PAGE_OVERHEAD = 300_000             # the rest of the page other than plotly.js
+_PHI_COLUMN = re.compile(r"patient|path|file", re.I)
 
-def _tile_px(budget_bytes: float, grid_tiles: int, snap_tiles: int, snapshots: int, articles: int, fixed: int,
-             cap: int) -> int:
-    "The grid tile size (px) for which the pictures fit what `budget_bytes` leaves after `fixed` bytes and overheads."
-    avail = budget_bytes - fixed - _PAGE_OVERHEAD - snapshots * _SNAP_OVERHEAD - articles * _ARTICLE_OVERHEAD
-    per_px2 = grid_tiles * _GRID_BPP + snap_tiles * _SNAP_BPP * _SNAP_SCALE ** 2
-    if per_px2 <= 0: return int(min(96, cap))
-    px = math.floor(math.sqrt(max(avail, 0) / per_px2))
-    return int(max(min(32, cap), min(px, 96, cap)))
+def _encoding() -> tuple[str, str]:
+    from PIL import features
+    return ("WEBP", "image/webp") if features.check("webp") else ("JPEG", "image/jpeg")
 
-def _snap_px(px: int) -> int: return max(16, round(_SNAP_SCALE * px))
-
-def compact_png(arr) -> bytes:
-    """PNG bytes of a picture, as small as is faithful: 2-D or gray RGB as 8-bit gray, other RGB with an adaptive
-    256-colour palette when it reproduces the picture (mean error < 0.5 levels), else RGB (`viz.png_bytes`)."""
+def encode_tile(arr, px: int, quality: int = 80) -> str:
+    """A data URI of picture `arr` as a `px`-pixel greyscale WebP (JPEG where Pillow lacks WebP) at `quality`:
+    small, and never palette-quantised, so soft grey levels and burned-in text stay legible."""
     import io
     from PIL import Image
-    a = np.asarray(arr)
-    if a.ndim == 3 and a.shape[-1] == 3 and a.dtype == np.uint8:
-        if (a[..., 0] == a[..., 1]).all() and (a[..., 1] == a[..., 2]).all(): return png_bytes(a[..., 0])
-        q = Image.fromarray(np.ascontiguousarray(a)).quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
-        if np.abs(np.asarray(q.convert("RGB"), np.int16) - a).mean() < 0.5:
-            buf = io.BytesIO(); q.save(buf, format="PNG", compress_level=6)
-            return buf.getvalue()
-    return png_bytes(a)
+    fmt, mime = _encoding()
+    buf = io.BytesIO()
+    Image.fromarray(thumbnail(arr, px)).save(buf, format=fmt, quality=int(quality))
+    return f"data:{mime};base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+def _image_meta(study, include_ids: bool) -> list[str]:
+    "One line per store row for the enlarged view: its row (and id with `include_ids`), labels and metadata."
+    store = study.store
+    extra = study.images[["id", "image_mean", "image_std"]] if study.images_path.is_file() else None
+    t = enrichment_table(store.index, store.label_names, extra)
+    cols = [c for c in t.columns if c != "id" and c not in IDENTIFIER_COLUMNS and not _PHI_COLUMN.search(str(c))]
+    def fmt(v):
+        if isinstance(v, (float, np.floating)): return str(int(v)) if float(v).is_integer() else f"{v:.3g}"
+        return str(v)
+    ids = store.ids
+    return [" · ".join([f"row {r}"] + ([f"id {ids[r]}"] if include_ids else [])
+                       + [f"{c}={fmt(v)}" for c, v in zip(cols, vals) if not pd.isna(v)])
+            for r, vals in enumerate(t[cols].itertuples(index=False, name=None))]
+
+class _Pictures:
+    "The page's images: each store row embedded once (one CSS rule) and referenced by class wherever it is shown."
+    def __init__(self, study, px: int, quality: int, include_ids: bool):
+        self.thumbs, self.px, self.quality = study.thumbnails, int(px), int(quality)
+        self.meta, self.used, self._rules = _image_meta(study, include_ids), {}, {}
+
+    def rule(self, r: int) -> str:
+        if r not in self._rules:
+            uri = encode_tile(np.asarray(self.thumbs[r]), self.px, self.quality)
+            self._rules[r] = f'.p{r}{{background-image:url("{uri}")}}\n'
+        return self._rules[r]
+
+    def cost(self, rows) -> int:
+        "Bytes the page grows by when `rows` are shown: a CSS rule and a metadata line for each row not yet in it."
+        meta = lambda r: len(script_json(json.dumps(self.meta[r], ensure_ascii=False)).encode("utf-8")) + len(str(r)) + 6
+        return sum(len(self.rule(r)) + meta(r) for r in set(rows) - self.used.keys())
+
+    def add(self, rows):
+        for r in rows: self.used.setdefault(int(r), True)
+
+    def css(self) -> str: return "".join(self.rule(r) for r in self.used)
+
+    def meta_json(self) -> str:
+        return script_json(json.dumps({str(r): self.meta[r] for r in self.used}, ensure_ascii=False))
+
+def _rows_in(markup: str) -> list[int]:
+    "The store rows a piece of the page shows (its tiles' `data-r`)."
+    return [int(r) for r in re.findall(r'data-r="(\d+)"', markup)]
+
+# %% ../nbs/15_report.ipynb #ae42a536
+def _tile(r: int, caption: str, *, hl: bool = False, bars=(), vals=None, near=None) -> str:
+    "One image tile of store row `r`: picture (by class), optional colour `bars` with their `vals`, was-near note, caption."
+    b = "".join(f'<b style="background:{c}"></b>' for c in bars)
+    v = "" if vals is None else f' data-v="{vals[0]:g}|{vals[1]:g}|{vals[2]:+.3f}"'
+    note = "" if near is None else f"<small>{'was near' if near else 'was far'}</small>"
+    return (f'<figure class="t{" hl" if hl else ""}" data-r="{int(r)}"{v}><i class="p{int(r)}"></i>{b}'
+            f'<figcaption>{esc(caption)}</figcaption>{note}</figure>')
+
+def _grid(rows, captions, ncols: int) -> str:
+    "A grid of tiles, the first (the anchor, or the strongest image) framed."
+    tiles = "".join(_tile(r, c, hl=j == 0) for j, (r, c) in enumerate(zip(rows, captions)))
+    return f'<div class="grid" style="--cols:{int(ncols)}">{tiles}</div>'
+
+def _snapshot_block(snap: Snapshot, n: int, a: str, b: str, caption) -> str:
+    "A probe snapshot in store rows as HTML: the probe beside its three rows, each image with its bars, and the key."
+    rows = []
+    for r in snap.rows:
+        cols = list(zip(rank_colors(r.rank_before, n), rank_colors(r.rank_after, n), delta_colors(r.delta, 1.0)))
+        near = [None] * len(r.indices) if r.was_near is None else [bool(x) for x in r.was_near]
+        tiles = "".join(_tile(i, caption(i), bars=cols[j], vals=(r.rank_before[j], r.rank_after[j], r.delta[j]),
+                              near=near[j]) for j, i in enumerate(r.indices))
+        rows.append(f'<p class="rowt">{esc(r.title)}</p><div class="srow">{tiles}</div>')
+    key = (f'<p class="legend">Bars under each image: rank distance to the probe in {esc(a)} (before), then in '
+           f'{esc(b)} (after): <i class="g-rank"></i> near (rank 1) to far (rank {max(n - 1, 1):,}), log scale; '
+           f'then Δ: <i class="g-delta"></i> blue = pulled closer in {esc(b)}, white = unchanged, red = pushed away.</p>')
+    return (f'<div class="snap"><div><p class="rowt">probe</p>{_tile(snap.probe, caption(snap.probe), hl=True)}</div>'
+            f'<div class="rows">{"".join(rows)}{key}</div></div>')
+
+def _scales_css() -> str:
+    "The two legend gradients, from the same colour scales as the bars."
+    grad = lambda scale: "linear-gradient(to right," + ",".join(f"{c} {100 * p:g}%" for p, c in scale) + ")"
+    return f".g-rank{{background:{grad(RANK_COLORSCALE)}}} .g-delta{{background:{grad(DELTA_COLORSCALE)}}}\n"
 
 # %% ../nbs/15_report.ipynb #5dcf2c9d
 def _excluded_rows(study, include_ids: bool) -> pd.DataFrame:
@@ -348,8 +422,14 @@ def _provenance_section(study, include_ids: bool, extra_versions: dict) -> str:
     return "\n".join(out)
 
 # %% ../nbs/15_report.ipynb #26bccb01
-def _overview_section(study, sweep) -> tuple[str, str | None]:
-    "(section HTML, plotly figure JSON or None)."
+def _bar_cell(v, vmax: float, spec: str) -> str:
+    "A number with a small proportional bar after it (the overview's chart, drawn by the table itself)."
+    if v is None or not np.isfinite(v): return "–"
+    w = 0 if vmax <= 0 else round(60 * max(float(v), 0.0) / vmax)
+    return f'{format(float(v), spec)}<span class="hbar" style="width:{w}px"></span>'
+
+def _overview_section(study, sweep) -> str:
+    "The layer overview: one row per transition with CKA, kNN overlap and mean |Δ| (each with a bar) and concept counts."
     out = ['<section id="overview"><h2>Layer overview</h2>',
            '<p>How much each transition between consecutive layers changes the representation: debiased linear CKA '
            '(1 = same geometry), the overlap of each image\'s k nearest neighbours, and RDX\'s mean |Δ| (the average '
@@ -357,37 +437,29 @@ def _overview_section(study, sweep) -> tuple[str, str | None]:
            'explaining.</p>']
     if not study.overview_path.is_file():
         out.append('<p class="note">No layer overview yet (run <code>study.run_rdx()</code>).</p></section>')
-        return "\n".join(out), None
-    import plotly.io as pio
-    table = study.overview()
-    fig = overview_figure(table, title="Layer transitions")
-    fig_json = script_json(pio.to_json(fig, validate=False))
-    out.append('<div id="overview-plot" class="plot"></div>')
-    out.append(f'<script type="application/json" data-plot="overview-plot">{fig_json}</script>')
-    t = table.copy()
-    if sweep is not None:
-        summ = sweep.summary()
-        if len(summ):
-            for d in ("10", "01"):
-                k = summ[summ["direction"] == d].set_index("pair")["concepts"]
-                t[f"concepts_{d}"] = t["pair"].map(k)
-            t["mbsr"] = t["pair"].map(summ.groupby("pair")["bsr_rank"].mean())
+        return "\n".join(out)
+    t = study.overview()
+    counts = sweep.summary() if sweep is not None else pd.DataFrame()
     index = {f"{a}→{b}": i for i, (a, b) in enumerate(sweep.pairs)} if sweep is not None else {}
-    cols = [("pair", "transition", ""), ("n", "images", ""), ("cka", "CKA", ".3f"), ("knn_overlap", "kNN overlap", ".3f"),
-            ("mean_abs_delta", "mean |Δ|", ".4f")]
-    cols += [(c, h, s) for c, h, s in (("concepts_10", "concepts new (10)", ".0f"), ("concepts_01", "concepts lost (01)", ".0f"),
-                                        ("mbsr", "mBSR (rank)", ".3f")) if c in t.columns]
-    links = {"pair": lambda row: _anchor("pair", index[row["pair"]])} if index and set(t["pair"]) <= set(index) else None
-    out.append(_table(t, cols, links=links))
-    out.append("</section>")
-    return "\n".join(out), fig_json
+    head = ["transition", "images", "CKA", "kNN overlap", "mean |Δ|"] + (["concepts new (10)", "concepts lost (01)"] if len(counts) else [])
+    rows = []
+    for _, r in t.iterrows():
+        name = esc(r["pair"])
+        if r["pair"] in index: name = f'<a href="#{_anchor("pair", index[r["pair"]])}">{name}</a>'
+        cells = [name, esc(_fmt(r["n"])), _bar_cell(r["cka"], 1.0, ".3f"), _bar_cell(r["knn_overlap"], 1.0, ".3f"),
+                 _bar_cell(r["mean_abs_delta"], float(t["mean_abs_delta"].max()), ".4f")]
+        for d in ("10", "01") if len(counts) else ():
+            k = counts[(counts["pair"] == r["pair"]) & (counts["direction"] == d)]["concepts"]
+            cells.append(esc(_fmt(int(k.iloc[0]) if len(k) else None)))
+        rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    out.append('<table class="overview"><thead><tr>' + "".join(f"<th>{esc(h)}</th>" for h in head) + "</tr></thead><tbody>"
+               + "".join(rows) + "</tbody></table></section>")
+    return "\n".join(out)
 
 # %% ../nbs/15_report.ipynb #eeaebedb
 _DIRECTION_TEXT = {
     "10": ("new in {b}", "images that {b} pulls together although {a} kept them apart: what the deeper layer adds"),
     "01": ("lost from {a}", "images that {a} pulled together and {b} pulls apart: what the deeper layer drops")}
-
-_PHI_COLUMN = re.compile(r"patient|path|file", re.I)
 
 def _safe_enrichment(enr: pd.DataFrame) -> pd.DataFrame:
     "`enr` without rows about identifier columns (`IDENTIFIER_COLUMNS`, or a name with patient / path / file)."
@@ -406,51 +478,83 @@ def _enrichment_rows(enr: pd.DataFrame, key: str, n: int) -> tuple[pd.DataFrame,
     over = e["effect"] > 0
     return e[over].head(n), e[~over].head(n)
 
-def _concept_article(ctx, c: Concept, concepts: Concepts, enr: pd.DataFrame, anchor: str, result_rows, A, B, res,
-                     direction: str) -> str:
-    study, px, ids = ctx["study"], ctx["px"], ctx["include_ids"]
-    n = concepts.n_images
-    top = describe_concept(enr, c.key, n=1) if len(enr) else ""
-    out = [f'<article class="concept" id="{esc(anchor)}">',
-           f"<h4>{esc(c.key)} · {esc(c.name or '(unnamed)')}</h4>",
-           f'<p class="small">quality score <b>{c.strength:.3f}</b> · stability <b>{_fmt(c.stability, ".2f")}</b> '
-           f'· mean affinity {_fmt(c.info.get("mean_affinity"), ".2f")} · size <b>{c.size}</b> '
-           f'images ({c.size / max(n, 1):.1%}) · top enrichment: {esc(top or "none significant")}</p>',
-           '<div class="pics">']
-    pic = grid_picture(concepts, c.key, study=study, size=px, include_ids=ids, title=None, row_word=False)
-    out.append(f'<figure>{_img(pic, f"grid of concept {c.key}", ctx["budget"])}<figcaption>Grid: the anchor image '
-               f'(orange frame) and its nearest members in {esc(concepts.explained)}, chosen where their affinity is '
-               f'highest. Captions are {"image ids" if ids else "store rows"}.</figcaption></figure>')
-    over, under = _enrichment_rows(enr, c.key, ctx["enrichment_rows"])
+def _enrichment_block(enr: pd.DataFrame, key: str, n: int) -> str:
+    over, under = _enrichment_rows(enr, key, n)
+    if not (len(over) or len(under)): return '<p class="small muted">No enrichment test for this concept.</p>'
     cols = [("value", "value", ""), ("members", "in concept", ""), ("share_all", "all images", ".0%"),
             ("lift", "lift", ".2f"), ("q", "q", ".2g"), ("significant", "q < 0.05", "")]
-    if len(over) or len(under):
-        out.append('<div>' + (f'<p class="small"><b>More common among the members</b></p>{_table(over, cols, cls="enr")}'
-                              if len(over) else '<p class="small muted">Nothing is more common among the members.</p>')
-                   + (f'<p class="small"><b>Less common among the members</b></p>{_table(under, cols, cls="enr")}'
-                      if len(under) else "") + "</div>")
-    else: out.append('<p class="small muted">No enrichment test for this concept.</p>')
-    out.append("</div>")
-    if A is not None and len(c.grid):
-        probe = int(c.grid[0])
-        snap = snapshot(A, B, res, probe, direction, k=ctx["snapshot_k"])
-        pid = str(study.store.ids[int(result_rows[probe])]) if ids else "id hidden"
-        s = _snapshot_in_store_rows(snap, result_rows, pid)
-        arr = snapshot_image(s, study.thumbnails, size=_snap_px(px), n=len(result_rows))
-        out.append(f'<figure>{_img(arr, f"probe snapshot of the anchor of concept {c.key}", ctx["budget"])}'
-                   '<figcaption>Probe snapshot of the anchor image: its nearest neighbours in the scattered layer, the '
-                   'concept members nearest to it in the clustered layer (was near / far before), and its nearest '
-                   'neighbours in the clustered layer. Bars: rank before, rank after, Δ (blue = pulled closer, '
-                   'red = pushed away).</figcaption></figure>')
+    return ('<div>' + (f'<p class="small"><b>More common among the members</b></p>{_table(over, cols, cls="enr")}'
+                       if len(over) else '<p class="small muted">Nothing is more common among the members.</p>')
+            + (f'<p class="small"><b>Less common among the members</b></p>{_table(under, cols, cls="enr")}'
+               if len(under) else "") + "</div>")
+
+def _concept_article(ctx, c: Concept, concepts: Concepts, enr: pd.DataFrame, anchor: str, snap, layers) -> str:
+    "One concept: its facts, its grid (anchor framed), its enrichment split both ways, and its anchor's snapshot."
+    n, cap = concepts.n_images, ctx["caption"]
+    top = describe_concept(enr, c.key, n=1) if len(enr) else ""
+    rows = [ctx["pos"][concepts.ids[i]] for i in c.grid]
+    out = [f'<article class="concept" id="{esc(anchor)}">', f"<h4>{esc(c.key)} · {esc(c.name or '(unnamed)')}</h4>",
+           f'<p class="small">quality score <b>{c.strength:.3f}</b> · stability <b>{_fmt(c.stability, ".2f")}</b> '
+           f'· mean affinity {_fmt(c.info.get("mean_affinity"), ".2f")} · size <b>{c.size}</b> '
+           f'images ({c.size / max(n, 1):.1%}) · top enrichment: {esc(top or "none significant")}</p>', '<div class="pics">']
+    if rows:
+        out.append(f'<figure>{_grid(rows, [cap(r) for r in rows], math.ceil(math.sqrt(len(rows))))}<figcaption>Grid: '
+                   f'the anchor image (orange frame) and its nearest members in {esc(concepts.explained)}, chosen where '
+                   f'their affinity is highest. Captions are {"image ids" if ctx["include_ids"] else "store rows"}; '
+                   f'click an image to enlarge it.</figcaption></figure>')
+    out.append(_enrichment_block(enr, c.key, ctx["enrichment_rows"]) + "</div>")
+    if snap is not None:
+        out.append(f'<h4>Probe snapshot of the anchor (row {snap.probe})</h4>{_snapshot_block(snap, ctx["n_rdx"], *layers, cap)}')
     out.append("</article>")
     return "\n".join(out)
 
-def _pair_section(ctx, i: int, a: str, b: str, overview: pd.DataFrame | None) -> str:
+def _pair_units(ctx, i: int, a: str, b: str) -> list[tuple]:
+    "(priority, anchor, article) of every concept of pair `i` the report may draw (snapshots computed per direction)."
     study, sweep = ctx["study"], ctx["sweep"]
+    res, units = sweep.result(i), []
+    A, B = (study.representation(a), study.representation(b)) if ctx["snapshots"] else (None, None)
+    for di, d in enumerate(("10", "01")):
+        concepts, enr = sweep.concepts(i, d), _safe_enrichment(sweep.enrichment(i, d))
+        shown = concepts.top(len(concepts) if ctx["max_concepts"] is None else min(ctx["max_concepts"], len(concepts)))
+        probes = [int(c.grid[0]) for c in shown if len(c.grid)]
+        snaps = iter(snapshots(A, B, res, probes, d, k=ctx["snapshot_k"]) if A is not None and probes else ())
+        for j, c in enumerate(shown):
+            s = next(snaps) if A is not None and len(c.grid) else None
+            if s is not None: s = _snapshot_in_store_rows(s, sweep.rows, "")
+            anchor = _anchor("pair", i, d, c.key)
+            units.append(((j, 2 * i + di), anchor, _concept_article(ctx, c, concepts, enr, anchor, s, (a, b))))
+        ctx["bar"]()
+    return units
+
+# %% ../nbs/15_report.ipynb #08163bb4
+def _concept_table(ctx, i: int, d: str, concepts: Concepts, enr: pd.DataFrame, drawn: set) -> str:
+    "The direction's reported concepts, each linked to its article when drawn, and the flagged ones behind a toggle."
+    summ = pd.DataFrame([{"key": c.key, "name": c.name or "(unnamed)", "strength": c.strength,
+                          "stability": np.nan if c.stability is None else c.stability, "size": c.size,
+                          "flags": ", ".join(c.flags) or "–", "top": describe_concept(enr, c.key, n=1) if len(enr) else ""}
+                         for c in concepts])
+    cols = [("key", "concept", ""), ("name", "name", ""), ("strength", "quality score", ".3f"),
+            ("stability", "stability", ".2f"), ("size", "images", ""), ("top", "top enrichment", "")]
+    anchors = {c.key: _anchor("pair", i, d, c.key) for c in concepts}
+    link = {"key": lambda row: anchors[row["key"]] if anchors.get(row["key"]) in drawn else None}
+    reported = summ[summ["flags"] == "–"] if len(summ) else summ
+    flagged = summ[summ["flags"] != "–"] if len(summ) else summ
+    out = [_table(reported, cols, links=link)] if len(reported) else []
+    n_drawn = sum(1 for a in anchors.values() if a in drawn)
+    if n_drawn < len(reported):
+        out.append(f'<p class="small muted">{n_drawn} of {len(reported)} concepts are drawn below (max_concepts='
+                   f'{ctx["max_concepts"]}, size cap {ctx["cap_mb"]:g} MB); the others are listed here only.</p>')
+    if len(flagged):
+        out.append(f'<details><summary>show all clusters ({len(flagged)} flagged: tiny, catch-all or unstable)</summary>'
+                   f'{_table(flagged, cols[:5] + [("flags", "flags", "")])}</details>')
+    return "\n".join(out)
+
+def _pair_section(ctx, i: int, a: str, b: str, overview: pd.DataFrame | None, drawn: set) -> str:
+    "Pair `i`: its numbers and summary sentence, then per direction the concept table and the drawn articles."
+    sweep = ctx["sweep"]
     out = [f'<section class="pair" id="{_anchor("pair", i)}"><h3>Pair {i}: {esc(a)} → {esc(b)}</h3>']
     if not sweep.done(i):
-        out.append('<p class="note">This pair has no finished RDX result.</p></section>')
-        return "\n".join(out)
+        return out[0] + '<p class="note">This pair has no finished RDX result.</p></section>'
     res = sweep.result(i)
     facts = [("images", res.n), ("mean |Δ|", f"{res.mean_abs_delta:.4f}"), ("mBSR (rank)", _fmt(res.mbsr(), ".3f"))]
     if overview is not None:
@@ -459,35 +563,17 @@ def _pair_section(ctx, i: int, a: str, b: str, overview: pd.DataFrame | None) ->
     out.append('<p class="small">' + " · ".join(f"{esc(k)} <b>{esc(v)}</b>" for k, v in facts) + "</p>")
     said = [x["text"] for x in ctx["summaries"] if x["pair"] == f"{a}→{b}"]    # what the transition did, in words
     if said: out.append(f'<p class="summary">{esc(" ".join(said))}</p>')
-    A = B = None
-    if ctx["snapshots"]:
-        A, B = study.representation(a), study.representation(b)
-    rows = sweep.rows
     for d in ("10", "01"):
-        concepts, enr = sweep.concepts(i, d), _safe_enrichment(sweep.enrichment(i, d))
+        everything = sweep.concepts(i, d, flagged=True)
+        enr = _safe_enrichment(sweep.enrichment(i, d))
         short, long = (t.format(a=a, b=b) for t in _DIRECTION_TEXT[d])
-        shown = concepts.top(len(concepts) if ctx["max_concepts"] is None else min(ctx["max_concepts"], len(concepts)))
-        bsr = res[d].bsr.get("rank")
-        n_flagged = len(sweep.concepts(i, d, flagged=True)) - len(concepts)
+        n_rep = len(sweep.concepts(i, d))
         out.append(f'<section class="direction" id="{_anchor("pair", i, d)}"><h4>Direction {d}: {esc(short)}</h4>'
-                   f'<p class="small">{esc(long)}. {len(concepts)} reported concept(s) ({n_flagged} more flagged tiny, '
-                   f'catch-all or unstable and left out); BSR (rank) {esc(_fmt(bsr, ".3f"))}.</p>')
-        if len(concepts):
-            summ = pd.DataFrame([{"key": c.key, "name": c.name or "(unnamed)", "strength": c.strength,
-                                  "stability": np.nan if c.stability is None else c.stability, "size": c.size,
-                                  "top": describe_concept(enr, c.key, n=1) if len(enr) else ""} for c in concepts])
-            keys = list(shown.keys)
-            links = {"key": lambda row: _anchor("pair", i, d, keys.index(row["key"])) if row["key"] in keys else None}
-            out.append(_table(summ, [("key", "concept", ""), ("name", "name", ""), ("strength", "quality score", ".3f"),
-                                     ("stability", "stability", ".2f"), ("size", "images", ""),
-                                     ("top", "top enrichment", "")], links=links))
-            if len(shown) < len(concepts):
-                out.append(f'<p class="small muted">Showing the {len(shown)} strongest of {len(concepts)} concepts '
-                           f'(max_concepts={ctx["max_concepts"]}).</p>')
-        for j, c in enumerate(shown):
-            out.append(_concept_article(ctx, c, concepts, enr, _anchor("pair", i, d, j), rows, A, B, res, d))
+                   f'<p class="small">{esc(long)}. {n_rep} reported concept(s) ({len(everything) - n_rep} more flagged '
+                   f'tiny, catch-all or unstable); BSR (rank) {esc(_fmt(res[d].bsr.get("rank"), ".3f"))}.</p>')
+        out.append(_concept_table(ctx, i, d, everything, enr, drawn))
+        out += [ctx["articles"][x] for x in ctx["order"] if x.startswith(_anchor("pair", i, d) + "-") and x in drawn]
         out.append("</section>")
-        ctx["bar"]()
     out.append("</section>")
     return "\n".join(out)
 
@@ -520,11 +606,37 @@ def _bridge_block(ctx, name: str, layer: str) -> str:
             "latent's activation separates the concept's members from the other images (0.5 = not at all); Jaccard: "
             "overlap of the latent's |C| strongest images with the members.</p>" + "".join(parts))
 
-def _sae_section(ctx, k: int, name: str) -> str:
-    study, px, ids = ctx["study"], ctx["px"], ctx["include_ids"]
-    run = study.sae_run(name)
+def _latent_article(ctx, c: Concept, concepts: Concepts, names: dict, anchor: str) -> str:
+    "One latent: its name and description, how often it fires, and its top-activating images (strongest framed)."
+    lat, cap = int(c.info.get("latent", -1)), ctx["caption"]
+    nm = names.get(lat, {})
+    rows = [ctx["pos"][concepts.ids[i]] for i in c.grid]
+    out = [f'<article class="concept" id="{esc(anchor)}">',
+           f'<h4>latent {lat} · {esc(nm.get("concept") or c.name or "(unnamed)")}</h4>',
+           f'<p class="small">{esc(nm.get("description", ""))}</p>',
+           f'<p class="small">fires on {c.size} images ({c.info.get("frequency", 0):.1%}) · mean activation '
+           f'{c.strength:.3g} · max {_fmt(c.info.get("max"), ".3g")}</p>']
+    if rows:
+        out.append(f'<figure>{_grid(rows, [cap(r) for r in rows], math.ceil(math.sqrt(len(rows))))}<figcaption>'
+                   f'Top-activating images, strongest first (framed); captions are '
+                   f'{"image ids" if ctx["include_ids"] else "store rows"}.</figcaption></figure>')
+    return "\n".join(out + ["</article>"])
+
+def _sae_units(ctx, k: int, name: str) -> list[tuple]:
+    "(priority, anchor, article) of the latents of SAE `name` the report may draw."
+    run = ctx["study"].sae_run(name)
+    concepts = run.concepts()
+    shown, names = _chosen_latents(run, concepts, run.comparison(), ctx["max_latents"]), run.names()
+    ctx["bar"]()
+    return [((j, 10_000 + k), _anchor("sae", k, "latent", int(c.info.get("latent", -1))),
+             _latent_article(ctx, c, concepts, names, _anchor("sae", k, "latent", int(c.info.get("latent", -1)))))
+            for j, c in enumerate(shown)]
+
+def _sae_section(ctx, k: int, name: str, drawn: set) -> str:
+    "SAE `name`: quality, dead latents, the MedSAE comparison and its headline, the bridge, and the drawn latents."
+    run = ctx["study"].sae_run(name)
     m, cfg = run.metrics, run.config
-    concepts, comp, names = run.concepts(), run.comparison(), run.names()
+    concepts, comp = run.concepts(), run.comparison()
     out = [f'<section class="sae" id="{_anchor("sae", k)}"><h3>SAE {esc(name)}</h3>',
            f'<p class="small">{esc(cfg.architecture)} SAE on {esc(run.layer)} ({esc(run.pooling)}) · '
            f'{esc(m.get("n_latents", "?"))} latents, {len(concepts)} fire on some image · trained on '
@@ -550,44 +662,32 @@ def _sae_section(ctx, k: int, name: str) -> str:
                    'over dimensions (lower = more monosemantic).</p>')
     else: out.append('<p class="small muted">No labels to compare against.</p>')
     out.append(_bridge_block(ctx, name, run.layer))
-    shown = _chosen_latents(run, concepts, comp, ctx["max_latents"])
-    out.append(f"<h4>Top latents ({len(shown)} of {len(concepts)})</h4>")
-    for j, c in enumerate(shown):
-        lat = int(c.info.get("latent", -1))
-        nm = names.get(lat, {})
-        out.append(f'<article class="concept" id="{_anchor("sae", k, "latent", lat)}">'
-                   f'<h4>latent {lat} · {esc(nm.get("concept") or c.name or "(unnamed)")}</h4>'
-                   f'<p class="small">{esc(nm.get("description", ""))}</p>'
-                   f'<p class="small">fires on {c.size} images ({c.info.get("frequency", 0):.1%}) · mean activation '
-                   f'{c.strength:.3g} · max {_fmt(c.info.get("max"), ".3g")}</p>')
-        if len(c.grid):
-            pic = grid_picture(concepts, c.key, study=study, size=px, include_ids=ids, title=None, row_word=False)
-            out.append(f'<figure>{_img(pic, f"top-activating images of latent {lat}", ctx["budget"])}<figcaption>'
-                       f'Top-activating images, strongest first (framed); captions are '
-                       f'{"image ids" if ids else "store rows"}.</figcaption></figure>')
-        out.append("</article>")
+    mine = [x for x in ctx["order"] if x.startswith(_anchor("sae", k, "latent") + "-")]
+    shown = [x for x in mine if x in drawn]
+    out.append(f"<h4>Top latents ({len(shown)} drawn of {len(concepts)} live)</h4>")
+    if len(shown) < len(mine):
+        out.append(f'<p class="small muted">{len(mine) - len(shown)} more chosen latents are left out to keep the '
+                   f'report under its size cap ({ctx["cap_mb"]:g} MB).</p>')
+    out += [ctx["articles"][x] for x in shown]
     out.append("</section>")
-    ctx["bar"]()
     return "\n".join(out)
 
 # %% ../nbs/15_report.ipynb #b2ecad93
-def _plan(study, sweep, max_concepts, max_latents, snapshots: bool, snapshot_k: int) -> tuple[int, int, int, int]:
-    "(grid tiles, snapshot tiles, snapshots, articles) the report will draw."
-    grid = snap_tiles = snaps = articles = 0
-    if sweep is not None:
-        for i in range(len(sweep.pairs)):
-            if not sweep.done(i): continue
-            for d in ("10", "01"):
-                cs = sweep.concepts(i, d)
-                shown = cs.concepts if max_concepts is None else cs.concepts[:max_concepts]
-                grid += sum(len(c.grid) for c in shown); articles += len(shown)
-                if snapshots:
-                    n = sum(1 for c in shown if len(c.grid))
-                    snaps += n; snap_tiles += n * (1 + 3 * snapshot_k)
-    for name in study.saes:
-        cs = study.sae_run(name).concepts()
-        grid += sum(len(c.grid) for c in cs.concepts[:max_latents]); articles += min(len(cs), max_latents)
-    return grid, snap_tiles, snaps, articles
+def _summary_section(sweep, summaries: list) -> str:
+    "Summary first: the findings (with stability), what each transition did, and the depth profile."
+    if sweep is None: return ""
+    from medinterp.sweep import finding_lines, findings
+    lines = finding_lines(findings(sweep)) if sweep.record.get("label_names") else []
+    arr = depth_profile_image(sweep.depth_profile(), scale=2)
+    uri = "data:image/png;base64," + base64.b64encode(png_bytes(arr)).decode("ascii")
+    found = ("<h3>Findings</h3><p class=\"small\">Per label, the first transition whose reported concept is organised "
+             "by it (at least 80 % of its members, significant), with that concept's stability.</p><ul>"
+             + "".join(f"<li>{esc(x)}</li>" for x in lines) + "</ul>") if lines else ""
+    return (f'<section id="summary"><h2>Summary</h2>{found}<h3>What each transition did</h3>'
+            f'{summaries_html(summaries)}<h3>Depth profile</h3><p class="small">Which transition organises '
+            f'which recorded factor: the purity of the best reported concept of direction 10 (blank: none).</p>'
+            f'<figure><img src="{uri}" alt="depth profile" width="{arr.shape[1] // 2}" height="{arr.shape[0] // 2}">'
+            f'</figure></section>')
 
 def _about(study, sweep, include_ids: bool) -> str:
     store = study.store
@@ -605,112 +705,123 @@ def _about(study, sweep, include_ids: bool) -> str:
 pair <i>a → b</i> it finds, in <b>direction 10</b>, groups of images that layer <i>b</i> pulls together although
 layer <i>a</i> kept them apart (what the deeper layer adds), and in <b>direction 01</b> groups that <i>a</i> pulled
 together and <i>b</i> pulls apart (what it drops). Each such concept is shown by a grid of up to {k} images around its anchor
-(framed), the labels and acquisition values over-represented among its members (enrichment: share in the concept vs
-among all images, lift, Benjamini–Hochberg q), and a probe snapshot of its anchor: the neighbours of the anchor before
-and after, with colour bars for rank before, rank after and Δ (blue = pulled closer, red = pushed away).</p>
+(framed), the labels and acquisition values over- and under-represented among its members (share in the concept vs
+among all images, lift, Benjamini–Hochberg q), and a probe snapshot of its anchor: its nearest images in <i>a</i>, in
+<i>b</i>, and the images RDX pulled closest to it, each with colour bars for rank before, rank after and Δ.
+Click any image to enlarge it with its labels and metadata.</p>
 <p>The SAE section lists, per sparse autoencoder, its reconstruction quality (FVU: fraction of variance unexplained),
 its sparsity (L0) and dead latents, the comparison of the best single raw dimension with the best latent for each label,
 and its most informative latents with their top-activating images.</p>
 <p class="small muted">{naming} Patient ids and file paths are never included. This file makes no network
-requests: plotly.js and every picture are inside it.</p></section>"""
+requests: every picture and its one script are inside it.</p></section>"""
 
-def export_html(study, path=None, *, include_ids: bool = False, max_concepts: int | None = 10, max_latents: int = 12,
-                enrichment_rows: int = 5, snapshots: bool = True, snapshot_k: int = 8, thumb_px: int | None = None,
-                size_budget_mb: float = 25.0, title: str | None = None, progress: bool = True) -> Path:
-    """Write the self-contained HTML report of `study` to `path` (default `<study>/report.html`) atomically; returns it.
+def _contents(sweep, study) -> str:
+    toc = ['<nav id="contents"><b>Contents</b><ol>', '<li><a href="#about">About this report</a></li>',
+           *(['<li><a href="#summary">Summary: findings, transitions, depth profile</a></li>'] if sweep is not None else []),
+           '<li><a href="#provenance">Provenance</a></li>', '<li><a href="#overview">Layer overview</a></li>',
+           '<li><a href="#pairs">Layer pairs</a><ol>']
+    for i, (a, b) in enumerate(sweep.pairs if sweep is not None else ()):
+        n = {d: len(sweep.concepts(i, d)) if sweep.done(i) else 0 for d in ("10", "01")}
+        toc.append(f'<li><a href="#{_anchor("pair", i)}">{esc(a)} → {esc(b)}</a>: '
+                   f'<a href="#{_anchor("pair", i, "10")}">new in {esc(b)} ({n["10"]})</a> · '
+                   f'<a href="#{_anchor("pair", i, "01")}">lost from {esc(a)} ({n["01"]})</a></li>')
+    toc.append('</ol></li><li><a href="#sae">Sparse autoencoders</a><ol>')
+    toc += [f'<li><a href="#{_anchor("sae", k)}">{esc(name)}</a></li>' for k, name in enumerate(study.saes)]
+    return "\n".join(toc + ["</ol></li></ol></nav>"])
 
-    Contents: see above. `include_ids`: name images by their image id instead of their store row (default False:
-    ids can be PHI; patient ids and file paths are never written). Size: `max_concepts` per direction (None: all),
-    `max_latents` per SAE, `enrichment_rows` per concept, `snapshots` (probe snapshot per concept, `snapshot_k`
-    images per row), `thumb_px` (grid tile size, snapshot tiles 3/4 of it; None: chosen so the file fits
-    `size_budget_mb`, default 25 MB, which at 2,500 images × 12 layer pairs × 10 concepts per direction gives 42 px
-    grid tiles; a warning says when the file is over budget)."""
+# %% ../nbs/15_report.ipynb #6697676d
+def _check_report_args(max_concepts, max_latents, enrichment_rows, snapshot_k, thumb_px, quality, size_budget_mb):
     for nm, v, lo in (("max_latents", max_latents, 0), ("enrichment_rows", enrichment_rows, 0), ("snapshot_k", snapshot_k, 1)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
             raise ValueError(f"{nm} must be an integer >= {lo}, got {v!r}")
     if max_concepts is not None and (isinstance(max_concepts, bool) or not isinstance(max_concepts, (int, np.integer)) or max_concepts < 0):
         raise ValueError(f"max_concepts must be None or an integer >= 0, got {max_concepts!r}")
-    if thumb_px is not None and (isinstance(thumb_px, bool) or not isinstance(thumb_px, (int, np.integer)) or not 8 <= thumb_px <= 1024):
-        raise ValueError(f"thumb_px must be None or an integer in 8..1024, got {thumb_px!r}")
-    if not (isinstance(size_budget_mb, (int, float)) and size_budget_mb > 0):
+    if isinstance(thumb_px, bool) or not isinstance(thumb_px, (int, np.integer)) or not 32 <= thumb_px <= 512:
+        raise ValueError(f"thumb_px (a tile's size in CSS pixels) must be an integer in 32..512, got {thumb_px!r}")
+    if isinstance(quality, bool) or not isinstance(quality, (int, np.integer)) or not 30 <= quality <= 100:
+        raise ValueError(f"quality must be an integer in 30..100, got {quality!r}")
+    if isinstance(size_budget_mb, bool) or not (isinstance(size_budget_mb, (int, float)) and size_budget_mb > 0):
         raise ValueError(f"size_budget_mb must be a positive number, got {size_budget_mb!r}")
-    path = study.report_path if path is None else Path(path)
-    store, sweep = study.store, study.sweep                 # a study without activations raises here
-    if not study.thumbnails_path.is_file():
-        raise FileNotFoundError(f"the study {study.path} has no thumbnails: run study.extract(...) to write them")
-    import plotly
-    js = _plotly_js()
-    plan = _plan(study, sweep, max_concepts, max_latents, snapshots, snapshot_k)
-    px = int(thumb_px) if thumb_px is not None else _tile_px(size_budget_mb * 1e6, *plan, len(js), study.config.thumb_size)
-    steps = (2 * len(sweep.pairs) if sweep is not None else 0) + len(study.saes)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=steps, desc="report", unit="part")
-    ctx = {"study": study, "sweep": sweep, "px": px, "include_ids": bool(include_ids), "max_concepts": max_concepts,
-           "max_latents": int(max_latents), "enrichment_rows": int(enrichment_rows), "snapshots": bool(snapshots),
-           "snapshot_k": int(snapshot_k), "budget": {}, "summaries": sweep.summaries() if sweep is not None else [], "bar": (lambda: bar.update(1)) if bar is not None else (lambda: None)}
-    heading = title if title is not None else f"medinterp report: {study.config.name}"
-    try:
-        overview_html, _ = _overview_section(study, sweep)
-        overview = study.overview() if study.overview_path.is_file() else None
-        pairs_html = []
-        if sweep is not None:
-            for i, (a, b) in enumerate(sweep.pairs): pairs_html.append(_pair_section(ctx, i, a, b, overview))
-        sae_html = [_sae_section(ctx, k, name) for k, name in enumerate(study.saes)]
-    finally:
-        if bar is not None: bar.close()
-    toc = ['<nav id="contents"><b>Contents</b><ol>', '<li><a href="#about">About this report</a></li>',
-           *(['<li><a href="#summary">Summary: findings, transitions, depth profile</a></li>'] if sweep is not None else []),
-           '<li><a href="#provenance">Provenance</a></li>', '<li><a href="#overview">Layer overview</a></li>',
-           '<li><a href="#pairs">Layer pairs</a><ol>']
-    if sweep is not None:
-        for i, (a, b) in enumerate(sweep.pairs):
-            n = {d: len(sweep.concepts(i, d)) if sweep.done(i) else 0 for d in ("10", "01")}
-            toc.append(f'<li><a href="#{_anchor("pair", i)}">{esc(a)} → {esc(b)}</a>: '
-                       f'<a href="#{_anchor("pair", i, "10")}">new in {esc(b)} ({n["10"]})</a> · '
-                       f'<a href="#{_anchor("pair", i, "01")}">lost from {esc(a)} ({n["01"]})</a></li>')
-    toc.append('</ol></li><li><a href="#sae">Sparse autoencoders</a><ol>')
-    toc += [f'<li><a href="#{_anchor("sae", k)}">{esc(name)}</a></li>' for k, name in enumerate(study.saes)]
-    toc.append("</ol></li></ol></nav>")
-    pairs_block = "\n".join(pairs_html) if pairs_html else '<p class="note">No RDX sweep yet (run <code>study.run_rdx()</code>).</p>'
-    sae_block = "\n".join(sae_html) if sae_html else '<p class="note">No SAE yet (run <code>study.train_sae()</code>).</p>'
+
+def _page(ctx, heading: str, drawn: set, pics: _Pictures) -> str:
+    "The whole HTML document with the articles in `drawn` (the first pass draws none)."
+    study, sweep = ctx["study"], ctx["sweep"]
+    overview = study.overview() if study.overview_path.is_file() else None
+    pairs = [_pair_section(ctx, i, a, b, overview, drawn) for i, (a, b) in enumerate(sweep.pairs)] if sweep is not None else []
+    saes = [_sae_section(ctx, k, name, drawn) for k, name in enumerate(study.saes)]
     body = "\n".join([
         f"<main><header><h1>{esc(heading)}</h1>"
         f'<p class="muted small">medinterp {esc(medinterp.__version__)} · written {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M} UTC'
-        f" · tiles {px} px</p></header>",
-        "\n".join(toc), _about(study, sweep, include_ids), _summary_section(sweep, ctx["summaries"], ctx["budget"]),
-        _provenance_section(study, include_ids, {"plotly": plotly.__version__}),
-        overview_html,
-        f'<section id="pairs"><h2>Layer pairs</h2>{pairs_block}</section>',
-        f'<section id="sae"><h2>Sparse autoencoders</h2>{sae_block}</section>', "</main>"])
-    page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">\n'
+        f" · {len(drawn)} of {len(ctx['order'])} concept and latent articles drawn within {ctx['cap_mb']:g} MB</p></header>",
+        _summary_section(sweep, ctx["summaries"]), _contents(sweep, study), _about(study, sweep, ctx["include_ids"]),
+        _provenance_section(study, ctx["include_ids"], {}), _overview_section(study, sweep),
+        '<section id="pairs"><h2>Layer pairs</h2>' + ("\n".join(pairs) or '<p class="note">No RDX sweep yet (run '
+                                                        '<code>study.run_rdx()</code>).</p>') + "</section>",
+        '<section id="sae"><h2>Sparse autoencoders</h2>' + ("\n".join(saes) or '<p class="note">No SAE yet (run '
+                                                           '<code>study.train_sae()</code>).</p>') + "</section>", "</main>"])
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">\n'
             f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">\n'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">\n'
             f'<meta name="generator" content="medinterp {esc(medinterp.__version__)}">\n'
-            f"<title>{esc(heading)}</title>\n<style>{_CSS}</style>\n"
-            f'<script id="plotlyjs">{js}</script>\n</head>\n<body data-plots="pending">\n{body}\n'
+            f'<meta name="medinterp-articles" content="{len(drawn)} of {len(ctx["order"])}">\n'
+            f"<title>{esc(heading)}</title>\n<style>{_CSS}:root{{--tile:{ctx['px']}px}}\n{_scales_css()}{pics.css()}</style>\n"
+            f'</head>\n<body data-ready="no">\n{body}\n{_ZOOM}\n'
+            f'<script type="application/json" id="image-meta">{pics.meta_json()}</script>\n'
             f"<script>{_SCRIPT}</script>\n</body></html>\n")
-    write_text_atomic(path, page)
-    size = path.stat().st_size
-    if size > size_budget_mb * 1e6:
-        warnings.warn(f"the report is {size / 1e6:.1f} MB, over size_budget_mb={size_budget_mb:g} (tiles {px} px); lower "
-                      "max_concepts, max_latents or thumb_px, or pass snapshots=False", stacklevel=2)
-    return path
 
-def _summary_section(sweep, summaries: list, budget: dict) -> str:
-    "Summary first: the findings (with stability), what each transition did, and the depth profile."
-    if sweep is None: return ""
-    from medinterp.sweep import finding_lines, findings
-    lines = finding_lines(findings(sweep)) if sweep.record.get("label_names") else []
-    arr = depth_profile_image(sweep.depth_profile(), scale=2)
-    uri = "data:image/png;base64," + base64.b64encode(png_bytes(arr)).decode("ascii")
-    budget["images"] = budget.get("images", 0) + len(uri)
-    found = ("<h3>Findings</h3><p class=\"small\">Per label, the first transition whose reported concept is organised "
-             "by it (at least 80 % of its members, significant), with that concept's stability.</p><ul>"
-             + "".join(f"<li>{esc(x)}</li>" for x in lines) + "</ul>") if lines else ""
-    return (f'<section id="summary"><h2>Summary</h2>{found}<h3>What each transition did</h3>'
-            f'{summaries_html(summaries)}<h3>Depth profile</h3><p class="small">Which transition organises '
-            f'which recorded factor: the purity of the best reported concept of direction 10 (blank: none).</p>'
-            f'<figure><img src="{uri}" alt="depth profile" width="{arr.shape[1] // 2}" height="{arr.shape[0] // 2}">'
-            f'</figure></section>')
+def _fill(units: list, budget: int, pics: _Pictures) -> set:
+    "The anchors of the articles drawn: in priority order, each one that fits what is left of `budget` (bytes)."
+    drawn = set()
+    for _, anchor, article in sorted(units, key=lambda u: u[0]):
+        rows = _rows_in(article)
+        cost = len(article.encode("utf-8")) + pics.cost(rows)
+        if cost <= budget:
+            drawn.add(anchor); pics.add(rows); budget -= cost
+    return drawn
+
+def export_html(study, path=None, *, include_ids: bool = False, max_concepts: int | None = 10, max_latents: int = 12,
+                enrichment_rows: int = 5, snapshots: bool = True, snapshot_k: int = 8, thumb_px: int = 96,
+                quality: int = 80, size_budget_mb: float = 8.0, title: str | None = None, progress: bool = True) -> Path:
+    """Write the self-contained HTML report of `study` to `path` (default `<study>/report.html`) atomically; returns it.
+
+    Contents: see above. `include_ids`: name images by their image id instead of their store row (default False:
+    ids can be PHI; patient ids and file paths are never written). `max_concepts` per direction (None: all),
+    `max_latents` per SAE, `enrichment_rows` per concept and side, `snapshots` (a probe snapshot per concept,
+    `snapshot_k` images per row), `thumb_px` (a tile's CSS size), `quality` (WebP), `size_budget_mb`: a cap the file
+    never exceeds (articles that do not fit are listed, not drawn; `ValueError` when the rest of the page alone is over it)."""
+    _check_report_args(max_concepts, max_latents, enrichment_rows, snapshot_k, thumb_px, quality, size_budget_mb)
+    path = study.report_path if path is None else Path(path)
+    sweep = study.sweep
+    _ = study.store                                         # a study without activations raises here
+    if not study.thumbnails_path.is_file():
+        raise FileNotFoundError(f"the study {study.path} has no thumbnails: run study.extract(...) to write them")
+    pics = _Pictures(study, min(study.config.thumb_size, 2 * int(thumb_px)), quality, bool(include_ids))
+    ids = study.store.ids
+    ctx = {"study": study, "sweep": sweep, "px": int(thumb_px), "include_ids": bool(include_ids), "max_concepts": max_concepts,
+           "max_latents": int(max_latents), "enrichment_rows": int(enrichment_rows), "snapshots": bool(snapshots),
+           "snapshot_k": int(snapshot_k), "cap_mb": float(size_budget_mb), "pos": {str(x): r for r, x in enumerate(ids)},
+           "caption": (lambda r: str(ids[int(r)])) if include_ids else (lambda r: str(int(r))),
+           "summaries": sweep.summaries() if sweep is not None else [], "n_rdx": len(sweep.rows) if sweep is not None else 0}
+    done = [(i, a, b) for i, (a, b) in enumerate(sweep.pairs) if sweep.done(i)] if sweep is not None else []
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=len(done) * 2 + len(study.saes), desc="report", unit="part", leave=False)
+    ctx["bar"] = (lambda: bar.update(1)) if bar is not None else (lambda: None)
+    try:
+        units = [u for i, a, b in done for u in _pair_units(ctx, i, a, b)]
+        units += [u for k, name in enumerate(study.saes) for u in _sae_units(ctx, k, name)]
+    finally:
+        if bar is not None: bar.close()
+    ctx["order"], ctx["articles"] = [u[1] for u in units], {u[1]: u[2] for u in units}
+    heading = title if title is not None else f"medinterp report: {study.config.name}"
+    cap = int(size_budget_mb * 1e6)
+    fixed = len(_page(ctx, heading, set(), pics).encode("utf-8"))
+    if fixed > cap:
+        raise ValueError(f"size_budget_mb={size_budget_mb:g} is below what the report needs before any concept picture "
+                         f"({fixed / 1e6:.2f} MB: summary, provenance, layer and concept tables, SAE tables); raise it to at "
+                         f"least {math.ceil(fixed / 1e5) / 10:g}, or lower enrichment_rows / max_concepts / max_latents")
+    drawn = _fill(units, cap - fixed - 200 * len(units), pics)    # 200 bytes per article: its table link and counts
+    page = _page(ctx, heading, drawn, pics)
+    if len(page.encode("utf-8")) > cap: raise RuntimeError("the report grew past its size cap; please report this")
+    return write_text_atomic(path, page)

@@ -80,11 +80,6 @@ def built(tmp_path_factory):
     return s, ds, out, out.read_text(encoding="utf-8")
 
 
-def _without_plotlyjs(page: str) -> str:
-    start = page.index('<script id="plotlyjs">') + len('<script id="plotlyjs">')
-    return page[:start] + page[page.index("</script>", start):]
-
-
 def test_payloads_stay_text(built):
     s, ds, out, page = built
     assert PAYLOAD not in page
@@ -93,15 +88,15 @@ def test_payloads_stay_text(built):
     text = "".join(p.text)
     for planted in (f"t{PAYLOAD}", f"named {PAYLOAD}", LABEL, f"phantoms{PAYLOAD}"):
         assert planted in text, planted                         # shown, as text
-    # the only scripts: inlined plotly.js, the figure JSON and the page's own renderer; none has a src
+    # the only scripts: the images' metadata (JSON) and the page's own enlarge script; none has a src
     kinds = [(a.get("id"), a.get("type")) for a, _ in p.scripts]
-    assert kinds[0] == ("plotlyjs", None) and kinds[-1] == (None, None)
-    assert all(t == "application/json" for _, t in kinds[1:-1]) and len(kinds) == 3
+    assert kinds == [("image-meta", "application/json"), (None, None)]
     assert not any("src" in a for a, _ in p.scripts)
     assert not any(k.lower().startswith("on") for _, a in p.tags for k in a)         # no event handlers
-    assert not any(PAYLOAD in body for a, body in p.scripts)     # not even inside the JSON
-    spec = json.loads(p.scripts[1][1])
-    assert spec["data"] and spec["layout"]
+    assert not any(PAYLOAD in body for a, body in p.scripts)     # not even inside the JSON ...
+    meta = json.loads(p.scripts[0][1])
+    assert any(f"site={PAYLOAD}" in v for v in meta.values())     # ... which holds it as data, set as text by the script
+    assert "textContent" in p.scripts[1][1] and "innerHTML" not in p.scripts[1][1]
 
 
 def test_every_reference_is_inside_the_file(built):
@@ -114,34 +109,35 @@ def test_every_reference_is_inside_the_file(built):
     targets = {v[1:] for _, _, v in refs if v.startswith("#")}
     assert targets <= p.ids, targets - p.ids
     assert not {"link", "iframe", "object", "embed", "base", "form", "audio", "video", "source"} & {t for t, _ in p.tags}
-    rest = _without_plotlyjs(page)
-    assert "url(" not in rest and "@import" not in rest
-    assert "http://" not in rest and "https://" not in rest and "//cdn" not in rest
+    urls = re.findall(r"url\(([^)]*)\)", page)
+    assert urls and all(u.startswith(('"data:image/webp;base64,', '"data:image/jpeg;base64,')) for u in urls)
+    assert "@import" not in page and "http://" not in page and "https://" not in page and "//cdn" not in page
     csp = [a["content"] for t, a in p.tags if t == "meta" and a.get("http-equiv") == "Content-Security-Policy"]
-    assert csp and "default-src 'none'" in csp[0] and "connect-src 'none'" in csp[0]
+    assert csp and "default-src 'none'" in csp[0] and "connect-src 'none'" in csp[0] and "unsafe-eval" not in csp[0]
+    assert "plotly" not in page.lower()
 
 
-def test_plotlyjs_is_the_installed_bundle_verbatim(built):
-    """plotly.js holds URLs as strings (map tiles, topojson, docs) used only by map traces the report never draws; they
-    are the only URLs in the file, and the page's CSP would block them anyway."""
-    from plotly.offline import get_plotlyjs
+def test_each_image_is_embedded_once_and_every_tile_has_its_picture(built):
     _, _, _, page = built
-    body = [b for a, b in Page(page).scripts if a.get("id") == "plotlyjs"]
-    assert len(body) == 1 and body[0] == get_plotlyjs()
-    assert page.index('<meta http-equiv="Content-Security-Policy"') < page.index('<script id="plotlyjs">')
+    rules = re.findall(r"\.p(\d+)\{background-image", page)
+    assert len(rules) == len(set(rules))                          # once, however often it is shown
+    tiles = re.findall(r'<figure class="t(?: hl)?" data-r="(\d+)"', page)
+    assert set(tiles) == set(rules) and len(tiles) > len(rules)   # and reused
+    meta = json.loads(Page(page).scripts[0][1])
+    assert set(meta) == set(rules)
 
 
 def test_every_pair_direction_and_sae_is_present(built):
     s, _, _, page = built
     p, sw = Page(page), s.sweep
     ids = p.ids
-    assert {"about", "provenance", "overview", "pairs", "sae", "contents", "overview-plot"} <= ids
+    assert {"about", "provenance", "overview", "pairs", "sae", "contents", "summary", "zoom"} <= ids
     for i, (a, b) in enumerate(sw.pairs):
         for d in DIRECTIONS:
             n = len(sw.concepts(i, d))
             assert n == 3
             assert f"pair-{i}-{d}" in ids
-            assert {f"pair-{i}-{d}-{j}" for j in range(n)} <= ids
+            assert {f"pair-{i}-{d}-{c.key}" for c in sw.concepts(i, d)} <= ids
         assert f"{a} → {b}" in "".join(p.text)
     run = s.sae_run()
     assert "sae-0" in ids and sum(i.startswith("sae-0-latent-") for i in ids) == min(12, len(run.concepts()))
@@ -150,16 +146,19 @@ def test_every_pair_direction_and_sae_is_present(built):
         assert k in text
 
 
-def test_images_decode_as_png(built):
+def test_tiles_decode_and_are_sharp_at_twice_their_size(built):
     s, _, _, page = built
-    imgs = Page(page).images()
     n_concepts = sum(len(s.sweep.concepts(i, d)) for i in range(len(s.sweep.pairs)) for d in DIRECTIONS)
-    # the depth profile, a grid + snapshot per concept, the latent grids
-    assert len(imgs) == 1 + 2 * n_concepts + min(12, len(s.sae_run().concepts()))
-    for src in imgs:
-        im = Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1], validate=True)))
-        assert im.format == "PNG" and im.size[0] > 32 and im.size[1] > 32
-        im.load()
+    grids = page.count('<div class="grid"')
+    assert grids == n_concepts + min(12, len(s.sae_run().concepts()))       # a grid per concept and per latent
+    assert page.count('<div class="snap">') == n_concepts                   # a snapshot per concept
+    assert "--tile:96px" in page
+    for uri in re.findall(r'url\("([^"]*)"\)', page)[:20]:
+        im = Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1], validate=True)))
+        assert im.format in ("WEBP", "JPEG") and im.mode in ("L", "RGB")      # lossy greyscale, not a palette
+        a = np.asarray(im.convert("RGB"), np.int16)
+        assert np.abs(a - a[..., :1]).max() <= 3 and len(np.unique(a)) > 20
+        assert im.size == (min(s.config.thumb_size, 192),) * 2
 
 
 def test_no_phi(built):
@@ -169,7 +168,7 @@ def test_no_phi(built):
     forbidden |= {Path(p).name for p in ds.index["path"]}
     found = [f for f in forbidden if f in page]
     assert not found, found[:5]
-    assert ".png" not in _without_plotlyjs(page)                  # plotly.js itself names a default "newplot.png"
+    assert ".png" not in page
     left_out = page[page.index("<summary>rows left out (1)</summary>"):]
     assert '<td class="num">7</td><td>no activations (unreadable or not extracted)</td>' in left_out[:600]   # by row number
 
@@ -185,17 +184,41 @@ def test_include_ids_shows_image_ids_but_never_patients_or_paths(built, tmp_path
 
 def test_size_options(built, tmp_path):
     s, _, full, _ = built
-    small = export_html(s, tmp_path / "small.html", max_concepts=1, max_latents=2, snapshots=False, thumb_px=24,
-                        progress=False)
+    small = export_html(s, tmp_path / "small.html", max_concepts=1, max_latents=2, snapshots=False, progress=False)
     page = small.read_text(encoding="utf-8")
     n_dirs = 2 * len(s.sweep.pairs)
-    assert len(Page(page).images()) == 1 + n_dirs + 2                   # depth profile, one grid per direction, 2 latents
-    assert "Showing the 1 strongest of 3 concepts" in page
+    assert page.count('<div class="grid"') == n_dirs + 2 and '<div class="snap">' not in page
+    assert "1 of 3 concepts are drawn below" in page
     assert small.stat().st_size < full.stat().st_size
-    with pytest.warns(UserWarning, match="over size_budget_mb"):
-        export_html(s, tmp_path / "big.html", size_budget_mb=1, progress=False)
     with pytest.raises(ValueError, match="max_concepts"): export_html(s, tmp_path / "x.html", max_concepts=-1)
     with pytest.raises(ValueError, match="thumb_px"): export_html(s, tmp_path / "x.html", thumb_px=4)
+    with pytest.raises(ValueError, match="quality"): export_html(s, tmp_path / "x.html", quality=5)
+
+
+def test_the_size_budget_is_a_cap(built, tmp_path):
+    "Whatever the cap, the file stays under it: articles that do not fit are listed, not drawn, most important first."
+    s, _, full, _ = built
+    bare = len(re.sub(r"<article.*?</article>", "", full.read_text(encoding="utf-8"), flags=re.S).encode())
+    cap = (bare + (full.stat().st_size - bare) / 3) / 1e6                  # room for about a third of the articles
+    out = export_html(s, tmp_path / "capped.html", size_budget_mb=cap, progress=False)
+    page = out.read_text(encoding="utf-8")
+    assert out.stat().st_size <= cap * 1e6
+    drawn = page.count("<article")
+    assert 0 < drawn < full.read_text(encoding="utf-8").count("<article")
+    assert re.search(rf"{drawn} of \d+ concept and latent articles drawn", page)
+    assert "the others are listed here only" in page
+    firsts = [s.sweep.concepts(i, d)[0].key for i in range(len(s.sweep.pairs)) for d in DIRECTIONS]
+    seconds = [s.sweep.concepts(i, d)[1].key for i in range(len(s.sweep.pairs)) for d in DIRECTIONS]
+    n_first = sum(f'id="pair-{i // 2}-{DIRECTIONS[i % 2]}-{k}"' in page for i, k in enumerate(firsts))
+    n_second = sum(f'id="pair-{i // 2}-{DIRECTIONS[i % 2]}-{k}"' in page for i, k in enumerate(seconds))
+    assert n_first >= n_second                                               # strongest concepts first
+
+
+def test_a_cap_below_the_summary_is_a_clear_error(built, tmp_path):
+    s, _, _, _ = built
+    with pytest.raises(ValueError, match="below what the report needs before any concept picture.*raise it to at least"):
+        export_html(s, tmp_path / "tiny.html", size_budget_mb=0.01, progress=False)
+    assert not (tmp_path / "tiny.html").exists()
 
 
 def test_a_study_with_activations_only(tmp_path):
@@ -267,15 +290,14 @@ def _browser(html_file: Path, tmp: Path, *args, timeout=120) -> subprocess.Compl
 
 
 def test_chromium_renders_offline(built, tmp_path):
-    "Headless Chromium, networking off: plotly draws, nothing is fetched or blocked, and the screenshot is a page."
+    "Headless Chromium, networking off: the page's script runs, nothing is fetched or blocked, and the screenshot is a page."
     _, _, out, page = built
     probed = tmp_path / "probed.html"      # the report plus a probe recording resource loads and CSP violations
     head = page.index("<title>")
     probed.write_text(page[:head] + _PROBE + page[head:], encoding="utf-8")
     dom = _browser(probed, tmp_path, "--dump-dom")
     assert dom.returncode == 0, dom.stderr[-2000:]
-    assert 'data-plots="rendered"' in dom.stdout, dom.stdout[-500:]
-    assert 'class="main-svg"' in dom.stdout                         # plotly's SVG exists
+    assert 'data-ready="yes"' in dom.stdout, dom.stdout[-500:]
     m = re.search(r"data-probe=\"([^\"]*)\"", dom.stdout)
     assert m, "the probe did not run"
     import html as _html
@@ -287,7 +309,7 @@ def test_chromium_renders_offline(built, tmp_path):
     im = np.asarray(Image.open(shot).convert("RGB"))
     assert im.shape[:2] == (2000, 1280)
     colours = len(np.unique(im.reshape(-1, 3), axis=0))
-    assert colours > 200, colours                                   # text, table rules, figure, not a blank page
+    assert colours > 200, colours                                   # text, tables, the depth profile, not a blank page
     assert (im < 128).any(axis=2).mean() > 0.005                    # some dark ink
 
 
@@ -334,7 +356,7 @@ def test_enrichment_is_split_and_every_name_is_in_its_own_table(built):
     for i in range(len(sw.pairs)):
         for d in DIRECTIONS:
             for j, c in enumerate(sw.concepts(i, d)):
-                a = page.index(f'id="pair-{i}-{d}-{j}"')
+                a = page.index(f'id="pair-{i}-{d}-{c.key}"')
                 art = page[a:page.index("</article>", a)]
                 more = art[art.index("More common"):art.index("Less common")] if "Less common" in art and "More common" in art else art
                 if c.name.split(":")[0] in KINDS:                       # a name enrichment gave (not a planted one)
@@ -358,3 +380,46 @@ def test_the_bridge_table_is_the_studys(built):
     t = s.bridge(i, "10", top=1).dropna(subset=["latent"])
     for r in t.itertuples():
         assert f'<td class="num">{r.auroc:.3f}</td>' in block and f'<td class="num">{int(r.latent)}</td>' in block
+
+
+def test_a_click_enlarges_an_image_with_its_metadata_and_no_console_error(built, tmp_path):
+    "Selenium drives Chromium over the report: click a grid tile, read the enlarged view, close it with Esc."
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    exe, driver_exe = _chromium(), shutil.which("chromedriver")
+    if exe is None or driver_exe is None: pytest.skip("Chromium or chromedriver is not installed")
+    s, _, out, _ = built
+    opts = webdriver.ChromeOptions()
+    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1300,1000", "--proxy-server=127.0.0.1:9"):
+        opts.add_argument(a)
+    opts.binary_location = exe
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=webdriver.ChromeService(driver_exe), options=opts)
+    try:
+        driver.get(out.as_uri())
+        assert driver.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "yes"
+        zoom = driver.find_element(By.ID, "zoom")
+        assert not zoom.is_displayed()
+        tile = driver.find_element(By.CSS_SELECTOR, "article.concept .grid figure.t")
+        driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", tile)
+        row = tile.get_attribute("data-r")
+        tile.click()
+        assert zoom.is_displayed()
+        caption = zoom.find_element(By.TAG_NAME, "p").text
+        assert caption.startswith(f"row {row}") and "opacity" in caption            # its labels and metadata
+        src = zoom.find_element(By.TAG_NAME, "img").get_attribute("src")
+        assert src.startswith("data:image/")
+        assert driver.execute_script("return arguments[0].naturalWidth", zoom.find_element(By.TAG_NAME, "img")) > 0
+        driver.find_element(By.TAG_NAME, "body").send_keys(Keys.ESCAPE)
+        assert not zoom.is_displayed()
+        snap_tile = driver.find_element(By.CSS_SELECTOR, ".snap .srow figure.t")
+        driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", snap_tile)
+        snap_tile.click()
+        assert "rank to the probe before" in zoom.find_element(By.TAG_NAME, "p").text
+        zoom.find_element(By.TAG_NAME, "button").click()
+        assert not zoom.is_displayed()
+        errors = [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
+        assert not errors, errors
+    finally:
+        driver.quit()
