@@ -39,7 +39,7 @@ class StudyConfig(Config):
     name: str = "study"
     backbone: str = ""
     dataset: str = ""
-    thumb_size: int = 128
+    thumb_size: int = 192                      # twice the 96 px tiles of the browser and the report: sharp at 2x
 
     def validate(self):
         if not isinstance(self.name, str) or not self.name.strip(): raise ValueError(f"name must be a non-empty string, got {self.name!r}")

@@ -214,6 +214,15 @@ def test_the_size_budget_is_a_cap(built, tmp_path):
     assert n_first >= n_second                                               # strongest concepts first
 
 
+def test_a_hostile_title_stays_text(built, tmp_path):
+    s, _, _, _ = built
+    bad = '<img src=x onerror="alert(1)">' + PAYLOAD
+    page = export_html(s, tmp_path / "t.html", title=bad, max_concepts=1, max_latents=1, progress=False).read_text(encoding="utf-8")
+    assert bad not in page and "onerror=\"" not in page and esc(bad) in page
+    p = Page(page)
+    assert not any(k.lower().startswith("on") for _, a in p.tags for k in a) and [t for t, _ in p.tags].count("img") == 2
+
+
 def test_a_cap_below_the_summary_is_a_clear_error(built, tmp_path):
     s, _, _, _ = built
     with pytest.raises(ValueError, match="below what the report needs before any concept picture.*raise it to at least"):
