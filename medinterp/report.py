@@ -21,8 +21,9 @@ import medinterp
 from .concepts import IDENTIFIER_COLUMNS, Concept, Concepts, describe_concept, enrichment_table
 from .core import provenance, write_text_atomic
 from .rdx import Snapshot, snapshot, snapshots
-from .viz import (DELTA_COLORSCALE, RANK_COLORSCALE, delta_colors, depth_profile_image, grid_image, png_bytes,
-                           rank_colors, save_png, snapshot_image, summaries_html, thumbnail)
+from .viz import (CATEGORY_COLORS, DELTA_COLORSCALE, RANK_COLORSCALE, align_2d, delta_colors, depth_profile_image,
+                           grid_image, pair_projection_image, png_bytes, project, rank_colors, save_png, snapshot_image,
+                           summaries_html, thumbnail)
 
 # %% auto #0
 __all__ = ['esc', 'script_json', 'scrub_paths', 'grid_picture', 'snapshot_picture', 'export_png', 'encode_tile', 'export_html']
@@ -508,11 +509,26 @@ def _concept_article(ctx, c: Concept, concepts: Concepts, enr: pd.DataFrame, anc
     out.append("</article>")
     return "\n".join(out)
 
+def _projection_figure(A, B, concepts: Concepts, a: str, b: str) -> str:
+    "Layers a and b projected (PCA, b aligned onto a), the reported concepts of direction 10 coloured, with the key."
+    shown = list(concepts)[:len(CATEGORY_COLORS)]
+    Pa = project(A, "pca")
+    arr = pair_projection_image(Pa, align_2d(Pa, project(B, "pca")), [c.members for c in shown], titles=(a, b))
+    uri = "data:image/png;base64," + base64.b64encode(png_bytes(arr)).decode("ascii")
+    key = " ".join(f'<span style="color:{col}">●</span> {esc(c.key)} {esc(c.name or "")}' for c, col in zip(shown, CATEGORY_COLORS))
+    return (f'<figure><img src="{uri}" alt="projections of {esc(a)} and {esc(b)}" width="{arr.shape[1] // 2}" '
+            f'height="{arr.shape[0] // 2}"><figcaption>Every image in {esc(a)} (left) and {esc(b)} (right), projected '
+            f'by PCA ({esc(b)} rotated onto {esc(a)}); coloured: the members of the concepts new in {esc(b)}, which '
+            f'should lie gathered on the right and scattered on the left. {key or "No reported concept."}'
+            f'</figcaption></figure>')
+
 def _pair_units(ctx, i: int, a: str, b: str) -> list[tuple]:
     "(priority, anchor, article) of every concept of pair `i` the report may draw (snapshots computed per direction)."
     study, sweep = ctx["study"], ctx["sweep"]
     res, units = sweep.result(i), []
-    A, B = (study.representation(a), study.representation(b)) if ctx["snapshots"] else (None, None)
+    A, B = study.representation(a), study.representation(b)
+    ctx["projections"][i] = _projection_figure(A, B, sweep.concepts(i, "10"), a, b)
+    if not ctx["snapshots"]: A = B = None
     for di, d in enumerate(("10", "01")):
         concepts, enr = sweep.concepts(i, d), _safe_enrichment(sweep.enrichment(i, d))
         shown = concepts.top(len(concepts) if ctx["max_concepts"] is None else min(ctx["max_concepts"], len(concepts)))
@@ -563,6 +579,7 @@ def _pair_section(ctx, i: int, a: str, b: str, overview: pd.DataFrame | None, dr
     out.append('<p class="small">' + " · ".join(f"{esc(k)} <b>{esc(v)}</b>" for k, v in facts) + "</p>")
     said = [x["text"] for x in ctx["summaries"] if x["pair"] == f"{a}→{b}"]    # what the transition did, in words
     if said: out.append(f'<p class="summary">{esc(" ".join(said))}</p>')
+    out.append(ctx["projections"].get(i, ""))
     for d in ("10", "01"):
         everything = sweep.concepts(i, d, flagged=True)
         enr = _safe_enrichment(sweep.enrichment(i, d))
@@ -801,7 +818,7 @@ def export_html(study, path=None, *, include_ids: bool = False, max_concepts: in
            "max_latents": int(max_latents), "enrichment_rows": int(enrichment_rows), "snapshots": bool(snapshots),
            "snapshot_k": int(snapshot_k), "cap_mb": float(size_budget_mb), "pos": {str(x): r for r, x in enumerate(ids)},
            "caption": (lambda r: str(ids[int(r)])) if include_ids else (lambda r: str(int(r))),
-           "summaries": sweep.summaries() if sweep is not None else [], "n_rdx": len(sweep.rows) if sweep is not None else 0}
+           "summaries": sweep.summaries() if sweep is not None else [], "projections": {}, "n_rdx": len(sweep.rows) if sweep is not None else 0}
     done = [(i, a, b) for i, (a, b) in enumerate(sweep.pairs) if sweep.done(i)] if sweep is not None else []
     bar = None
     if progress:

@@ -21,10 +21,11 @@ from .data import CXRDataset
 from .phantoms import PhantomSet
 
 # %% auto #0
-__all__ = ['DELTA_COLORSCALE', 'RANK_COLORSCALE', 'NAN_COLOR', 'HIGHLIGHT_COLOR', 'PURITY_COLORSCALE', 'to_uint8', 'thumbnail',
-           'png_bytes', 'data_uri', 'delta_colors', 'rank_colors', 'legend_image', 'grid_image', 'snapshot_image',
-           'snapshot_html', 'save_png', 'project', 'align_2d', 'scatter_figure', 'side_by_side_figure',
-           'depth_profile_figure', 'depth_profile_image', 'depth_profile_png', 'summaries_html']
+__all__ = ['DELTA_COLORSCALE', 'RANK_COLORSCALE', 'NAN_COLOR', 'HIGHLIGHT_COLOR', 'PURITY_COLORSCALE', 'CATEGORY_COLORS',
+           'to_uint8', 'thumbnail', 'png_bytes', 'data_uri', 'delta_colors', 'rank_colors', 'legend_image',
+           'grid_image', 'snapshot_image', 'snapshot_html', 'save_png', 'project', 'align_2d', 'scatter_figure',
+           'side_by_side_figure', 'depth_profile_figure', 'depth_profile_image', 'depth_profile_png', 'summaries_html',
+           'pair_projection_image']
 
 # %% ../nbs/12_viz.ipynb #053959ce
 _LUMA = np.array([0.299, 0.587, 0.114])
@@ -796,3 +797,31 @@ def summaries_html(summaries: list[dict]) -> str:
             out.append(f"<li>{label}" + " ".join(_emphasise(e(x), phrases) for x in sentences) + "</li>")
         out.append("</ul></section>")
     return "".join(out) + "</div>"
+
+# %% ../nbs/12_viz.ipynb #2660ed62
+CATEGORY_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
+
+def pair_projection_image(Pa, Pb, groups=(), *, titles=("A", "B"), size: int = 300, scale: int = 2) -> np.ndarray:
+    "RGB picture of two aligned N×2 projections side by side, grey dots, each of `groups` (row arrays, ≤ 8) coloured."
+    from PIL import Image, ImageDraw
+    Pa, Pb = _check_coords(Pa, "Pa"), _check_coords(Pb, "Pb")
+    if Pa.shape != Pb.shape: raise ValueError(f"Pa and Pb must have the same shape, got {Pa.shape} and {Pb.shape}")
+    groups = [np.asarray(g, dtype=np.int64).ravel() for g in groups]
+    if len(groups) > len(CATEGORY_COLORS): raise ValueError(f"at most {len(CATEGORY_COLORS)} groups, got {len(groups)}")
+    for g in groups:
+        if len(g) and (g.min() < 0 or g.max() >= len(Pa)): raise ValueError(f"a group holds rows outside 0..{len(Pa) - 1}")
+    s, pad, head = int(size) * scale, 8 * scale, 22 * scale
+    both = np.vstack([Pa, Pb]); lo, span = both.min(0), np.ptp(both, 0).max() or 1.0
+    im = Image.new("RGB", (2 * s + pad, s + head), _BG); d = ImageDraw.Draw(im)
+    font, r = _font_px(13 * scale), 1.6 * scale
+    for k, (P, title) in enumerate(zip((Pa, Pb), titles)):
+        x0 = k * (s + pad)
+        xy = pad + (P - lo) / span * (s - 2 * pad)
+        xy[:, 1] = head + s - xy[:, 1]                                   # y up
+        d.rectangle([x0, head, x0 + s - 1, head + s - 1], outline=(200, 200, 200))
+        _text_at(d, x0 + s / 2, head / 2, str(title), font, align="center", width=s)
+        for x, y in xy: d.ellipse([x0 + x - r, y - r, x0 + x + r, y + r], fill=(200, 200, 200))
+        for g, col in zip(groups, CATEGORY_COLORS):
+            for x, y in xy[g]: d.ellipse([x0 + x - r - 0.6 * scale, y - r - 0.6 * scale, x0 + x + r + 0.6 * scale,
+                                          y + r + 0.6 * scale], fill=_rgb(col))
+    return np.asarray(im)
