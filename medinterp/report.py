@@ -515,11 +515,11 @@ def _projection_figure(A, B, concepts: Concepts, a: str, b: str) -> str:
     Pa = project(A, "pca")
     arr = pair_projection_image(Pa, align_2d(Pa, project(B, "pca")), [c.members for c in shown], titles=(a, b))
     uri = "data:image/png;base64," + base64.b64encode(png_bytes(arr)).decode("ascii")
-    key = " ".join(f'<span style="color:{col}">●</span> {esc(c.key)} {esc(c.name or "")}' for c, col in zip(shown, CATEGORY_COLORS))
+    key = "".join(f'<br><span style="color:{col}">●</span> {esc(c.key)} {esc(c.name or "")}' for c, col in zip(shown, CATEGORY_COLORS))
     return (f'<figure><img src="{uri}" alt="projections of {esc(a)} and {esc(b)}" width="{arr.shape[1] // 2}" '
             f'height="{arr.shape[0] // 2}"><figcaption>Every image in {esc(a)} (left) and {esc(b)} (right), projected '
             f'by PCA ({esc(b)} rotated onto {esc(a)}); coloured: the members of the concepts new in {esc(b)}, which '
-            f'should lie gathered on the right and scattered on the left. {key or "No reported concept."}'
+            f'should lie gathered on the right and scattered on the left.{key or " No reported concept."}'
             f'</figcaption></figure>')
 
 def _pair_units(ctx, i: int, a: str, b: str) -> list[tuple]:
@@ -798,7 +798,7 @@ def _fill(units: list, budget: int, pics: _Pictures) -> set:
 
 def export_html(study, path=None, *, include_ids: bool = False, max_concepts: int | None = 10, max_latents: int = 12,
                 enrichment_rows: int = 5, snapshots: bool = True, snapshot_k: int = 8, thumb_px: int = 96,
-                quality: int = 80, size_budget_mb: float = 8.0, title: str | None = None, progress: bool = True) -> Path:
+                quality: int = 65, size_budget_mb: float = 8.0, title: str | None = None, progress: bool = True) -> Path:
     """Write the self-contained HTML report of `study` to `path` (default `<study>/report.html`) atomically; returns it.
 
     Contents: see above. `include_ids`: name images by their image id instead of their store row (default False:
