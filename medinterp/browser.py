@@ -20,16 +20,17 @@ import pandas as pd
 from .compare import knn_indices
 from .concepts import describe_concept, enrichment_table
 from .core import fingerprint, write_json_atomic, write_text_atomic
-from .evaluate import label_correlation
+from .evaluate import concept_latents, label_correlation
 from .rdx import DIRECTIONS, affinity, pair_difference
 from .rdx import snapshot as rdx_snapshot
+from .sae import encode_all
 from .study import Study
 from . import viz
 from .viz import align_2d, png_bytes, project, save_png, side_by_side_figure
 
 # %% auto #0
-__all__ = ['NOTES_FORMAT', 'NOTE_COLUMNS', 'MAX_AFFINITY_N', 'STATE_KEYS', 'DIRECTION_TEXT', 'CONCEPT_COLUMNS', 'HELP_HTML',
-           'neighbourhood_affinity', 'read_notes', 'BrowserModel', 'Browser']
+__all__ = ['NOTES_FORMAT', 'NOTE_COLUMNS', 'MAX_AFFINITY_N', 'STATE_KEYS', 'TABS', 'DIRECTION_TEXT', 'CONCEPT_COLUMNS',
+           'BRIDGE_COLUMNS', 'HELP_HTML', 'neighbourhood_affinity', 'read_notes', 'BrowserModel', 'Browser']
 
 # %% ../nbs/14_browser.ipynb #0376162e
 def neighbourhood_affinity(X, delta, direction: str = "10", *, beta: float = 5.0, k: int = 10) -> np.ndarray:
@@ -79,9 +80,11 @@ def read_notes(path) -> pd.DataFrame:
 
 # %% ../nbs/14_browser.ipynb #159f4846
 MAX_AFFINITY_N = 8000     # the neighbourhood affinity needs the pair's N×N Δ (about 24 N² bytes at its peak)
-STATE_KEYS = ("pair", "direction", "concept", "probe", "color_by", "affinity_rank", "sae", "latent", "enlarged")
+STATE_KEYS = ("pair", "direction", "concept", "probe", "color_by", "affinity_rank", "sae", "latent", "enlarged", "tab",
+              "show_flagged")
+TABS = ("rdx", "sae")
 DIRECTION_TEXT = {"10": "new in the deeper layer", "01": "lost in the deeper layer"}
-CONCEPT_COLUMNS = ("key", "name", "top", "strength", "stability", "size", "anchor", "grid")
+CONCEPT_COLUMNS = ("key", "name", "top", "strength", "stability", "size", "anchor", "grid", "flags")
 
 def _int_row(row, what: str = "a row") -> int:
     if isinstance(row, (bool, np.bool_)) or not isinstance(row, (int, np.integer)):
@@ -121,9 +124,21 @@ class BrowserModel:
         self._reps, self._snaps, self._pngs, self._saes = OrderedDict(), OrderedDict(), OrderedDict(), {}
         self._callbacks, self._pending, self._depth, self._sequence = [], set(), 0, []
         done = [i for i, d in enumerate(self.done) if d]
-        layers = list(dict.fromkeys(l for i in done for l in sweep.pairs[i]))
+        self._precompute(done, affinity == "eager" and self.n <= MAX_AFFINITY_N, progress)
+        self.overview = self._overview()
+        self._notes = self._read_notes()
+        self.state = dict.fromkeys(STATE_KEYS)
+        self.state.update(direction="10", color_by="concept", tab="rdx", show_flagged=False)
+        if study.saes:
+            lat = self._sae(study.saes[0])["latents"]
+            self.state.update(sae=study.saes[0], latent=int(lat["latent"].iloc[0]) if len(lat) else None)
+        self.select_pair(done[0])
+
+    def _precompute(self, done: list[int], affinity: bool, progress: bool):
+        "Concept tables of the finished pairs, one projection per layer, each pair's alignment and (`affinity`) affinity."
+        layers = list(dict.fromkeys(l for i in done for l in self.sweep.pairs[i]))
         steps = ([("concepts", i) for i in done] + [("projection", l) for l in layers]
-                 + ([("affinity", i) for i in done] if affinity == "eager" and self.n <= MAX_AFFINITY_N else []))
+                 + ([("affinity", i) for i in done] if affinity else []))
         bar = None
         if progress:
             from tqdm.auto import tqdm
@@ -138,16 +153,8 @@ class BrowserModel:
         finally:
             if bar is not None: bar.close()
         for i in done:
-            a, b = sweep.pairs[i]
+            a, b = self.sweep.pairs[i]
             self._coords[i] = (self._proj[a], align_2d(self._proj[a], self._proj[b]))
-        self.overview = self._overview()
-        self._notes = self._read_notes()
-        self.state = dict.fromkeys(STATE_KEYS)
-        self.state.update(direction="10", color_by="concept")
-        if study.saes:
-            lat = self._sae(study.saes[0])["latents"]
-            self.state.update(sae=study.saes[0], latent=int(lat["latent"].iloc[0]) if len(lat) else None)
-        self.select_pair(done[0])
 
     def __repr__(self) -> str:
         s = self.state
@@ -162,13 +169,13 @@ def _load_pair(self: BrowserModel, i: int):
     res = self.sweep.result(i)
     self._results[i] = res
     for d in DIRECTIONS:
-        c, enr = self.sweep.concepts(i, d), self.sweep.enrichment(i, d)
+        c, enr = self.sweep.concepts(i, d, flagged=True), self.sweep.enrichment(i, d)     # reported ones first
         self._concepts[i, d] = c
         self._lists[i, d] = pd.DataFrame(
             [{"key": x.key, "name": x.name, "top": describe_concept(enr, x.key), "strength": x.strength,
               "stability": np.nan if x.stability is None else x.stability, "size": x.size,
               "anchor": int(self.rows[x.grid[0] if len(x.grid) else x.members[0]]),
-              "grid": [int(r) for r in self.rows[x.grid]]} for x in c], columns=list(CONCEPT_COLUMNS))
+              "grid": [int(r) for r in self.rows[x.grid]], "flags": list(x.flags)} for x in c], columns=list(CONCEPT_COLUMNS))
 
 @patch
 def _rep(self: BrowserModel, layer: str) -> np.ndarray:
@@ -297,14 +304,21 @@ def _cluster_key(self: BrowserModel, i: int, d: str, row: int) -> str | None:
     "Key of the concept (kept cluster) that store row `row` belongs to in pair i, direction d; None for a null cluster."
     r = self._results[i][d]
     c = int(r.labels[self._index(row)])
-    return f"c{c}" if c in r.kept and f"c{c}" in self._concepts[i, d].keys else None
+    return f"c{c}" if c in r.kept and f"c{c}" in self._keys(i, d) else None
+
+@patch
+def _keys(self: BrowserModel, i: int, d: str) -> list[str]:
+    "Keys of the concepts listed in pair i, direction d: the reported ones, then (with `show_flagged`) the flagged ones."
+    df = self._lists[i, d]
+    flagged = df["flags"].map(bool).to_numpy()
+    return df["key"][~flagged].tolist() + (df["key"][flagged].tolist() if self.state["show_flagged"] else [])
 
 # %% ../nbs/14_browser.ipynb #82579f63
 @patch
 def _follow(self: BrowserModel):
-    "After a direction change: the probe's concept if it has one, else the first reported one; a probe if none."
+    "After a direction or list change: the probe's concept if it is listed, else the first listed one; a probe if none."
     i, d, probe = self.pair_index, self.state["direction"], self.state["probe"]
-    keys = self._concepts[i, d].keys
+    keys = self._keys(i, d)
     key = self._cluster_key(i, d, probe) if probe is not None else None
     key = key if key is not None else (keys[0] if keys else None)
     self._set(concept=key)
@@ -315,7 +329,7 @@ def select_pair(self: BrowserModel, pair):
     "Show layer pair `pair` (index, (a, b) or 'a→b'): its first reported concept, probed at its anchor."
     i = self._pair_index(pair)
     with self._changes():
-        keys = self._concepts[i, self.state["direction"]].keys
+        keys = self._keys(i, self.state["direction"])
         self._set(pair=self.pairs[i], affinity_rank=None, enlarged=None, concept=keys[0] if keys else None)
         if keys: self._set(probe=self.concept_info(keys[0])["anchor"])
     return self
@@ -332,8 +346,12 @@ def set_direction(self: BrowserModel, direction: str):
 @patch
 def select_concept(self: BrowserModel, key: str):
     "Select concept `key` of the current pair and direction; its anchor becomes the probe unless the probe is a member."
-    keys = self._concepts[self.pair_index, self.state["direction"]].keys
-    if key not in keys: raise KeyError(f"no concept {key!r} in {self.state['pair']} direction {self.state['direction']}; concepts: {list(keys)}")
+    i, d = self.pair_index, self.state["direction"]
+    keys = self._keys(i, d)
+    if key not in keys:
+        flags = dict(zip(self._lists[i, d]["key"], self._lists[i, d]["flags"])).get(key)
+        if flags: raise KeyError(f"concept {key!r} is flagged ({', '.join(flags)}): set_show_flagged(True) lists it")
+        raise KeyError(f"no concept {key!r} in {self.state['pair']} direction {d}; concepts: {keys}")
     with self._changes():
         if key != self.state["concept"]: self._set(concept=key, enlarged=None)
         probe = self.state["probe"]
@@ -353,12 +371,36 @@ def select_probe(self: BrowserModel, row, *, follow: bool = True):
             if key is not None: self._set(concept=key)
     return self
 
+@patch
+def set_show_flagged(self: BrowserModel, show: bool = True):
+    """List the flagged concepts too (tiny, catch-all, unstable; after the reported ones), or only the reported ones.
+    A selected concept that is no longer listed gives way to the probe's listed concept or the first one."""
+    if not isinstance(show, (bool, np.bool_)): raise TypeError(f"show must be True or False, got {show!r}")
+    with self._changes():
+        self._set(show_flagged=bool(show))
+        if self.state["concept"] not in self._keys(self.pair_index, self.state["direction"]):
+            self._set(enlarged=None, concept=None)
+            self._follow()
+    return self
+
+@patch
+def select_tab(self: BrowserModel, tab: str):
+    "Show the 'rdx' (layer pairs) or 'sae' (SAE latents) tab; an enlarged image belongs to its tab and closes."
+    if tab not in TABS: raise ValueError(f"tab must be one of {TABS}, got {tab!r}")
+    with self._changes():
+        if tab != self.state["tab"]: self._set(tab=tab, enlarged=None)
+    return self
+
 # %% ../nbs/14_browser.ipynb #4df88259
 @patch
-def concepts(self: BrowserModel, pair=None, direction: str | None = None) -> pd.DataFrame:
-    "The concept list of `pair` and `direction` (default: the current ones), strongest first (`CONCEPT_COLUMNS`)."
+def concepts(self: BrowserModel, pair=None, direction: str | None = None, *, flagged: bool | None = None) -> pd.DataFrame:
+    """The concept list of `pair` and `direction` (default: the current ones; `CONCEPT_COLUMNS`): the reported concepts
+    strongest first, then with `flagged` (default: the state's `show_flagged`) the flagged ones, each with its flags."""
     i, d = self._where(pair, direction)
-    return self._lists[i, d].copy()
+    df = self._lists[i, d]
+    flagged = self.state["show_flagged"] if flagged is None else flagged
+    shown = df["flags"].map(bool).to_numpy()
+    return pd.concat([df[~shown], df[shown]] if flagged else [df[~shown]]).reset_index(drop=True)
 
 @patch
 def concept_info(self: BrowserModel, key: str | None = None) -> dict | None:
@@ -394,6 +436,16 @@ def transition_summary(self: BrowserModel, pair=None, direction: str | None = No
     return self._summaries.get((self.pairs[i], d), "")
 
 # %% ../nbs/14_browser.ipynb #cecb89ab
+@contextmanager
+def _one_thread():
+    """Run torch on one intra-op thread inside the block (the setting is restored after). One probe's ranks are many
+    small operations: spread over threads they wait on each other, ten times slower on a busy two-core machine."""
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try: yield
+    finally: torch.set_num_threads(before)
+
 @patch
 def snapshot(self: BrowserModel, k: int = 8):
     "`rdx.snapshot` of the probe in the current pair and direction (sweep indices); None without a probe."
@@ -403,7 +455,8 @@ def snapshot(self: BrowserModel, k: int = 8):
     key = (i, d, probe, k)
     if key not in self._snaps:
         a, b = self.sweep.pairs[i]
-        self._snaps[key] = rdx_snapshot(self._rep(a), self._rep(b), self._results[i], self._index(probe), d, k=k)
+        A, B = self._rep(a), self._rep(b)
+        with _one_thread(): self._snaps[key] = rdx_snapshot(A, B, self._results[i], self._index(probe), d, k=k)
         while len(self._snaps) > 64: self._snaps.popitem(last=False)
     return self._snaps[key]
 
@@ -508,7 +561,7 @@ def _color_values(self: BrowserModel, name: str):
     i, d = self.pair_index, self.state["direction"]
     if name == "concept":
         r = self._results[i][d]
-        keys = set(self._concepts[i, d].keys)
+        keys = set(self._keys(i, d))
         return np.array([f"c{l}" if f"c{l}" in keys else "null" for l in r.labels], dtype=object), True
     if name == "affinity": return self.affinity_scores(), False
     return self.table[name].to_numpy()[self.rows], None
@@ -596,24 +649,55 @@ def sae_panel(self: BrowserModel) -> dict | None:
                    concept=nm.get("concept", c.name), description=nm.get("description", ""), evidence=nm.get("evidence", {}))
     return out
 
+# %% ../nbs/14_browser.ipynb #8b534258
+BRIDGE_COLUMNS = ("pair", "direction", "concept", "concept_name", "size", "latent", "auroc", "jaccard")
+
+@patch
+def bridge(self: BrowserModel, sae: str | None = None) -> pd.DataFrame:
+    """RDX concepts of SAE run `sae`'s layer (default run: the selected one) and the latent firing best on each
+    (`BRIDGE_COLUMNS`); empty when no finished pair explains that layer."""
+    name = self.state["sae"] if sae is None else sae
+    if name is None: raise ValueError("the study has no SAE run to bridge to: run study.train_sae()")
+    if name not in self.study.saes: raise KeyError(f"no SAE run {name!r}; runs: {self.study.saes}")
+    s = self._sae(name)
+    if "bridge" not in s: s["bridge"] = self._bridge_table(s["run"])
+    return s["bridge"].copy()
+
+@patch
+def _bridge_table(self: BrowserModel, run) -> pd.DataFrame:
+    "`concept_latents(top=1)` of every direction explaining `run.layer`, on the sweep images' codes (encoded once)."
+    parts, codes = [], None
+    for (i, d), every in self._concepts.items():
+        c = every.reported()
+        if c.explained != run.layer or not len(c): continue
+        if codes is None:
+            X = np.asarray(self.store.load(run.layer, run.pooling)[self.rows], dtype=np.float32)
+            with _one_thread(): codes = encode_all(run.sae(), X)
+        parts.append(concept_latents(c, codes, top=1).dropna(subset=["latent"]).assign(pair=self.pairs[i], direction=d))
+    if not parts: return pd.DataFrame(columns=list(BRIDGE_COLUMNS))
+    return pd.concat(parts, ignore_index=True)[list(BRIDGE_COLUMNS)]
+
 # %% ../nbs/14_browser.ipynb #b605ab91
 @patch
-def enlarge(self: BrowserModel, row, sequence=None):
-    """Open store row `row` enlarged (None closes it); `next_image`/`previous_image` walk `sequence` (default: the
-    concept grid or the SAE latent's top images when `row` is in them, else all sweep images)."""
+def enlarge(self: BrowserModel, row, sequence=None, *, tab: str | None = None):
+    """Open store row `row` enlarged in `tab` (default: the current tab, which it becomes; None closes the image);
+    `next_image`/`previous_image` walk `sequence` (default: in the 'rdx' tab the concept grid, in the 'sae' tab the
+    latent's top images when `row` is in them, else all sweep images)."""
     if row is None:
         with self._changes(): self._set(enlarged=None)
         return self
     row = _int_row(row)
     if not 0 <= row < len(self.thumbnails): raise IndexError(f"row {row} is outside 0..{len(self.thumbnails) - 1}")
+    tab = self.state["tab"] if tab is None else tab
+    if tab not in TABS: raise ValueError(f"tab must be one of {TABS}, got {tab!r}")
     if sequence is None:
-        sae = self.sae_panel()
-        candidates = [self.grid(), sae["top_rows"] if sae else [], [int(r) for r in self.rows]]
+        sae = self.sae_panel() if tab == "sae" else None
+        candidates = [self.grid() if tab == "rdx" else sae["top_rows"] if sae else [], [int(r) for r in self.rows]]
         sequence = next((s for s in candidates if row in s), [row])
     sequence = [_int_row(r) for r in sequence]
     if row not in sequence: raise ValueError(f"row {row} is not in the given sequence")
     self._sequence = sequence
-    with self._changes(): self._set(enlarged=row)
+    with self._changes(): self._set(tab=tab, enlarged=row)
     return self
 
 @patch
@@ -706,24 +790,28 @@ high |Δ| mark the transitions worth explaining.</p>
 is rerun on other samples), ordered by quality score: stability × how much more tightly the group holds together in
 the explained layer × how well it fills a grid. The text is the most over-represented label or metadata value among
 the members vs all images, with its kind ("acquisition: view AP (78 % vs 30 %)"); an empty text means no value is
-significantly enriched: look at the images.</p>
+significantly enriched: look at the images. Flagged clusters (tiny, catch-all, unstable) are hidden; tick <i>show all
+clusters</i> to list them after the reported ones, marked ⚑ with their flags.</p>
 <p><b>Grid.</b> The concept's anchor (first) and the members RDX chose to show it. Ask what they share that the
-other layer ignores. The orange frame is the probe.</p>
+other layer ignores. The orange frame is the probe. <i>⤢</i> enlarges an image in place of the grid (◀ / ▶ step
+through the grid, ✕ closes it); changing the concept, pair, direction or tab closes it too.</p>
 <p><b>Projection.</b> PCA (or UMAP) of each layer; the right panel is rotated and scaled onto the left one, so the same
 image sits at a comparable place. A concept of direction 10 should be scattered on the left and gathered on the right.
 Grey points have no value for the chosen colour. Beyond the point limit a random subsample is drawn (the selection is
 always kept).</p>
-<p><b>Probe snapshot.</b> Row 1: the probe's nearest images in the scattered layer; row 2: members of its cluster
-nearest to it in the clustered layer ("was near" / "was far" in the other layer); row 3: its nearest images in the
-clustered layer. Bars under each image: rank distance to the probe before (a) and after (b), green = near, pale = far
-(log scale), then Δ on one diverging scale: <span style="color:#2166ac">blue = pulled closer in b</span>,
+<p><b>Probe snapshot</b> (under the grid). The probe (framed) and three rows, each titled: its nearest images
+before (a), its nearest images after (b), and the images with the highest RDX affinity to it in this direction
+(pulled together by the transition for 10, pushed apart for 01). Bars under each image: rank distance to the probe
+before (a) and after (b), green = near, pale = far (log scale), then Δ on one diverging scale: <span style="color:#2166ac">blue = pulled closer in b</span>,
 <span style="color:#b2182b">red = pushed away</span>, white = unchanged.</p>
 <p><b>Affinity rank.</b> Each image's summed affinity to its nearest neighbours in the explained layer: high means
 its current neighbourhood was made (10) or broken (01) by the transition. Slide from rank 0 to walk through the
 most changed images.</p>
 <p><b>SAE.</b> FVU (unexplained variance of the reconstruction, lower is better), L0 (latents active per image), dead
 fraction. For a latent: its top-activating images, its correlation with each label (r) and the offline namer's
-name. A latent that tracks one label with high r and little else is monosemantic for that label.</p>
+name. A latent that tracks one label with high r and little else is monosemantic for that label. The bridge table
+lists the RDX concepts that live in the SAE's layer and the latent that fires best on each (AUROC: 0.5 = chance,
+1 = the latent separates the concept perfectly; Jaccard: overlap of its |C| strongest images with the concept).</p>
 </div>"""
 
 def _quick_png(arr) -> bytes:
@@ -738,16 +826,18 @@ def _status(text: str, kind: str = "info") -> str:
     color = {"info": "#555", "ok": "#2e7d32", "error": "#b2182b"}[kind]
     return f'<span style="color:{color};font-size:12px">{html.escape(text)}</span>'
 
+# %% ../nbs/14_browser.ipynb #6c2a0cbd
 class _Tiles:
-    "A grid of thumbnails, each with a caption and 'probe' / 'enlarge' buttons (callbacks get the store row)."
+    "A fixed-size grid of thumbnails, each with a caption and 'probe' / 'enlarge' buttons (callbacks get the store row)."
     def __init__(self, W, n: int, px: int, on_probe=None, on_enlarge=None, ncols: int = 4):
         self.rows = [None] * n
         self.images = [W.Image(format="png", layout=W.Layout(width=f"{px}px", height=f"{px}px")) for _ in range(n)]
-        self.captions = [W.HTML(layout=W.Layout(width=f"{px}px", overflow="hidden")) for _ in range(n)]
+        self.captions = [W.HTML(layout=W.Layout(width=f"{px}px", height="20px", overflow="hidden")) for _ in range(n)]
         bw = W.Layout(width=f"{max(px // 2 - 4, 30)}px", padding="0px", margin="0px 1px", height="24px")
         self.probe_buttons = [W.Button(description="probe", tooltip="show this image's snapshot", layout=bw) for _ in range(n)]
         self.enlarge_buttons = [W.Button(description="⤢", tooltip="enlarge", layout=bw) for _ in range(n)]
         for k in range(n):
+            self.probe_buttons[k].add_class("mi-probe-button"); self.enlarge_buttons[k].add_class("mi-enlarge-button")
             if on_probe: self.probe_buttons[k].on_click(lambda _b, k=k: self.rows[k] is not None and on_probe(self.rows[k]))
             self.enlarge_buttons[k].on_click(lambda _b, k=k: self.rows[k] is not None and on_enlarge(self.rows[k]))
         self.tiles = [W.VBox([self.images[k], self.captions[k],
@@ -755,20 +845,56 @@ class _Tiles:
                                      layout=W.Layout(width=f"{px}px", overflow="hidden"))],
                              layout=W.Layout(border="3px solid transparent", padding="1px", overflow="hidden"))
                       for k in range(n)]
-        self.widget = W.GridBox(self.tiles, layout=W.Layout(grid_template_columns=f"repeat({ncols}, {px + 10}px)", grid_gap="4px"))
+        for t in self.tiles: t.add_class("mi-tile")
+        self.width = ncols * (px + 10) + (ncols - 1) * 4
+        self.height = -(-n // ncols) * (px + 64)
+        self.widget = W.GridBox(self.tiles, layout=W.Layout(grid_template_columns=f"repeat({ncols}, {px + 10}px)",
+                                                            grid_gap="4px", width=f"{self.width}px", align_content="flex-start"))
 
     def show(self, rows, png, captions=None, highlight=None):
         "Show store rows `rows` (images from `png(row)`), frame `highlight`, hide the unused tiles."
         for k, tile in enumerate(self.tiles):
-            if k < len(rows):
-                r = int(rows[k]); self.rows[k] = r
-                self.images[k].value = png(r)
-                self.captions[k].value = f'<span style="font-size:11px;color:#555">{html.escape(captions[k] if captions else str(r))}</span>'
-                tile.layout.display = None
-                tile.layout.border = "3px solid #ff9f00" if r == highlight else "3px solid transparent"
-            else:
-                self.rows[k] = None
-                tile.layout.display = "none"
+            r = int(rows[k]) if k < len(rows) else None
+            self.rows[k] = r
+            tile.layout.display = None if r is not None else "none"
+            if r is None: continue
+            self.images[k].value = png(r)
+            self.captions[k].value = (f'<div style="font-size:11px;line-height:16px;color:#555;white-space:nowrap">'
+                                      f'{html.escape(captions[k] if captions else str(r))}</div>')
+            tile.layout.border = "3px solid #ff9f00" if r == highlight else "3px solid transparent"
+            (tile.add_class if r == highlight else tile.remove_class)("mi-probed")
+
+class _Enlarged:
+    "One tab's enlarged image: ◀ / ▶ / ✕ buttons, the image and its caption; hidden while closed."
+    def __init__(self, W, px: int, css: str, on_step, on_close):
+        self.view = W.Image(format="png", layout=W.Layout(width=f"{px}px", height=f"{px}px"))
+        self.caption = W.HTML(layout=W.Layout(width=f"{px}px"))
+        self.prev, self.next, self.close = W.Button(description="◀ previous"), W.Button(description="next ▶"), W.Button(description="✕ close")
+        self.prev.on_click(lambda _b: on_step(-1)); self.next.on_click(lambda _b: on_step(1)); self.close.on_click(lambda _b: on_close())
+        self.close.add_class("mi-enlarged-close")
+        self.widget = W.VBox([W.HBox([self.prev, self.next, self.close]), self.view, self.caption],
+                             layout=W.Layout(display="none", border="1px solid #ccc", padding="6px"))
+        self.widget.add_class(css)
+
+    def show(self, e: dict | None):
+        "Show `BrowserModel.enlarged()`'s dict (image and caption first, then the box), or hide the view (None)."
+        if e is not None:
+            self.view.value = png_bytes(e["image"])
+            self.caption.value = (f'<span style="font-size:12px">{e["position"][0]} / {e["position"][1]} · '
+                                  f'{html.escape(e["caption"])}</span>')
+        self.widget.layout.display = "none" if e is None else None
+
+def _short_names(layers) -> dict:
+    "Each layer's shortest unique dotted suffix with a non-numeric part ('trunk.blocks.3' -> 'blocks.3')."
+    out = {}
+    for l in layers:
+        parts = str(l).split(".")
+        for k in range(1, len(parts) + 1):
+            s = ".".join(parts[-k:])
+            unique = sum(x == s or str(x).endswith("." + s) for x in layers) == 1
+            if unique and not all(p.isdigit() for p in parts[-k:]): break
+        out[l] = s
+    return out
 
 # %% ../nbs/14_browser.ipynb #244e34f6
 class Browser:
@@ -778,57 +904,15 @@ class Browser:
         import ipywidgets as W
         self.model = study if isinstance(study, BrowserModel) else BrowserModel(study, **kw)
         self._W, self._px, self._syncing = W, int(thumb_px), False
-        m = self.model
         self.status = W.HTML()
-        # header and help
         self.help_button = W.ToggleButton(description="?", tooltip="how to read each view", layout=W.Layout(width="42px"))
         self.help = W.HTML(HELP_HTML, layout=W.Layout(display="none", border="1px solid #ddd", padding="4px 10px"))
         self.help_button.observe(lambda ch: setattr(self.help.layout, "display", None if ch["new"] else "none"), "value")
-        # pair selection: overview strip + dropdown, direction
-        self.pair_select = W.Dropdown(options=[p for p, d in zip(m.pairs, m.done) if d], description="layer pair")
-        self.overview_figure = self._overview_figure()
-        self.direction_toggle = W.ToggleButtons(options=[("new in deeper layer", "10"), ("lost in deeper layer", "01")],
-                                                tooltips=["clustered in b, scattered in a", "clustered in a, scattered in b"],
-                                                style={"button_width": "170px"})
-        self.direction_text = W.HTML()
-        # concepts, notes, grid
-        self.concept_list = W.Select(options=[], rows=10, layout=W.Layout(width="430px"))
-        self.note_box = W.Textarea(placeholder="notes on this concept (saved to the study)", continuous_update=False,
-                                   layout=W.Layout(width="430px", height="80px"))
-        self.export_csv = W.Button(description="export notes CSV", layout=W.Layout(width="140px"))
-        self.export_json = W.Button(description="export notes JSON", layout=W.Layout(width="140px"))
-        self.grid_title = W.HTML()
-        self.grid = _Tiles(W, 16, self._px, self._click(m.select_probe), self._click(lambda r: m.enlarge(r, m.grid())))
-        # projection
-        self.color_select = W.Dropdown(options=m.color_options(), description="colour by")
-        self.projection_box = W.Box()
-        self.projection_figure = None
-        # probe snapshot, affinity slider
-        self.affinity_slider = W.IntSlider(value=0, min=0, max=max(m.n - 1, 0), description="affinity rank",
-                                           continuous_update=False, disabled=m.n > MAX_AFFINITY_N,
-                                           layout=W.Layout(width="480px"))
-        self.affinity_text = W.HTML()
-        self.snapshot_title = W.HTML()
-        self.snapshot_view = W.Image(format="png")
-        self.save_button = W.Button(description="save snapshot", icon="save", tooltip="PNG + HTML into <study>/snapshots/")
-        # enlarged image
-        self.enlarged_view = W.Image(format="png", layout=W.Layout(width="384px", height="384px"))
-        self.enlarged_caption = W.HTML(layout=W.Layout(width="384px"))
-        self.prev_button, self.next_button = W.Button(description="◀ previous"), W.Button(description="next ▶")
-        self.close_button = W.Button(description="✕ close")
-        self.enlarged_box = W.VBox([W.HBox([self.prev_button, self.next_button, self.close_button]), self.enlarged_view,
-                                    self.enlarged_caption], layout=W.Layout(display="none", border="1px solid #ccc", padding="6px"))
-        # SAE tab
-        self.sae_select = W.Dropdown(options=m.study.saes, description="SAE run")
-        self.sae_header = W.HTML()
-        self.latent_list = W.Select(options=[], rows=14, layout=W.Layout(width="360px"))
-        self.latent_info = W.HTML(layout=W.Layout(width="420px"))
-        self.sae_grid = _Tiles(W, 16, self._px, None, self._click(lambda r: m.enlarge(r, m.sae_panel()["top_rows"])))
-        self.latent_note = W.Textarea(placeholder="notes on this latent (saved to the study)", continuous_update=False,
-                                      layout=W.Layout(width="360px", height="70px"))
+        self._build_rdx()
+        self._build_sae()
         self._wire()
         self._layout()
-        m.on_change(self._render)
+        self.model.on_change(self._render)
         self._render(frozenset(STATE_KEYS) | {"notes"})
 
     state = property(lambda self: self.model.state)
@@ -837,6 +921,49 @@ class Browser:
         display(self.widget)
     def _repr_mimebundle_(self, **kw): return self.widget._repr_mimebundle_(**kw)
     def __repr__(self) -> str: return f"Browser({self.model!r})"
+
+    def _build_rdx(self):
+        "The controls of the RDX tab: pair and direction, concept list and notes, grid, projection, probe snapshot."
+        W, m = self._W, self.model
+        self.pair_select = W.Dropdown(options=[p for p, d in zip(m.pairs, m.done) if d], description="layer pair",
+                                      layout=W.Layout(width="430px"))
+        self.overview_figure = self._overview_figure()
+        self.direction_toggle = W.ToggleButtons(options=[("new in deeper layer", "10"), ("lost in deeper layer", "01")],
+                                                tooltips=["clustered in b, scattered in a", "clustered in a, scattered in b"],
+                                                style={"button_width": "150px"})
+        self.flagged_box = W.Checkbox(description="show all clusters (flagged too)", indent=False,
+                                      layout=W.Layout(width="255px"))
+        self.direction_text = W.HTML(layout=W.Layout(height="88px", overflow="auto"))
+        self.concept_list = W.Select(options=[], rows=12, layout=W.Layout(width="420px"))
+        self.note_box = W.Textarea(placeholder="notes on this concept (saved to the study)", continuous_update=False,
+                                   layout=W.Layout(width="420px", height="80px"))
+        self.export_csv = W.Button(description="export notes CSV", layout=W.Layout(width="140px"))
+        self.export_json = W.Button(description="export notes JSON", layout=W.Layout(width="140px"))
+        self.grid_title = W.HTML(layout=W.Layout(height="36px", overflow="hidden"))
+        self.grid = _Tiles(W, 16, self._px, self._click(m.select_probe), self._click(lambda r: m.enlarge(r, m.grid(), tab="rdx")))
+        self.color_select = W.Dropdown(options=m.color_options(), description="colour by")
+        self.projection_box = W.Box()
+        self.projection_figure = None
+        self.affinity_slider = W.IntSlider(value=0, min=0, max=max(m.n - 1, 0), description="affinity rank",
+                                           continuous_update=False, disabled=m.n > MAX_AFFINITY_N, layout=W.Layout(width="480px"))
+        self.affinity_text = W.HTML(layout=W.Layout(height="22px"))
+        self.snapshot_title = W.HTML(layout=W.Layout(height="22px", overflow="hidden"))
+        self.snapshot_view = W.Image(format="png")
+        self.save_button = W.Button(description="save snapshot", icon="save", tooltip="PNG + HTML into <study>/snapshots/")
+        self.enlarged = {t: _Enlarged(W, 384, f"mi-enlarged-{t}", lambda step: self._call(m.next_image, step),
+                                      lambda: self._call(m.enlarge, None)) for t in TABS}     # one per tab
+
+    def _build_sae(self):
+        "The controls of the SAE tab: run, latent list and notes, the latent's top images and labels, the bridge table."
+        W, m = self._W, self.model
+        self.sae_select = W.Dropdown(options=m.study.saes, description="SAE run", layout=W.Layout(width="420px"))
+        self.sae_header = W.HTML()
+        self.latent_list = W.Select(options=[], rows=12, layout=W.Layout(width="420px"))
+        self.latent_info = W.HTML(layout=W.Layout(width="420px"))
+        self.sae_grid = _Tiles(W, 16, self._px, None, self._click(lambda r: m.enlarge(r, m.sae_panel()["top_rows"], tab="sae")))
+        self.latent_note = W.Textarea(placeholder="notes on this latent (saved to the study)", continuous_update=False,
+                                      layout=W.Layout(width="420px", height="70px"))
+        self.bridge_html = W.HTML()
 
 # %% ../nbs/14_browser.ipynb #54af9cc9
 @patch
@@ -873,9 +1000,7 @@ def _wire(self: Browser):
     self.export_csv.on_click(lambda _b: self._export("csv"))
     self.export_json.on_click(lambda _b: self._export("json"))
     self.save_button.on_click(lambda _b: self._save())
-    self.prev_button.on_click(lambda _b: self._call(m.previous_image))
-    self.next_button.on_click(lambda _b: self._call(m.next_image))
-    self.close_button.on_click(lambda _b: self._call(m.enlarge, None))
+    self._on_value(self.flagged_box, m.set_show_flagged)
 
 @patch
 def _slide(self: Browser, rank: int):
@@ -900,24 +1025,30 @@ def _save(self: Browser):
 # %% ../nbs/14_browser.ipynb #be3b7635
 @patch
 def _overview_figure(self: Browser):
-    "The layer-transition strip: CKA, kNN overlap and mean |Δ| per pair, one row each; a click selects the pair."
+    """The layer-transition strip: CKA, kNN overlap and mean |Δ| per pair as horizontal bars on one shared axis of
+    (shortened) pair names, so no label runs into a neighbouring panel; a click selects the pair."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
-    ov = self.model.overview
-    fig = make_subplots(rows=1, cols=3, subplot_titles=["linear CKA", "kNN overlap", "mean |Δ|"], horizontal_spacing=0.05)
+    ov, sw = self.model.overview, self.model.sweep
+    short = _short_names(list(dict.fromkeys(l for p in sw.pairs for l in p)))
+    labels = [f"{short[a]}→{short[b]}" for a, b in zip(ov["layer_a"], ov["layer_b"])]
+    fig = make_subplots(rows=1, cols=3, shared_yaxes=True, horizontal_spacing=0.03,
+                        subplot_titles=["linear CKA", "kNN overlap", "mean |Δ|"])
     for c, col in enumerate(["cka", "knn_overlap", "mean_abs_delta"]):
-        fig.add_bar(x=ov["pair"].tolist(), y=ov[col].tolist(), name=col, row=1, col=c + 1, showlegend=False,
-                    hovertemplate="%{x}<br>%{y:.3f}<extra>" + col + "</extra>")
-    fig.update_layout(height=230, margin=dict(l=30, r=10, t=40, b=10), template="simple_white",
-                      title=dict(text="layer transitions: click a bar to open that pair", font=dict(size=13)))
-    fig.update_xaxes(showticklabels=len(ov) <= 6, tickfont=dict(size=9))
+        fig.add_bar(y=labels, x=ov[col].tolist(), orientation="h", customdata=ov["pair"].tolist(), name=col, row=1,
+                    col=c + 1, showlegend=False, hovertemplate="%{customdata}<br>%{x:.3f}<extra>" + col + "</extra>")
+    fig.update_yaxes(autorange="reversed", automargin=True, tickfont=dict(size=10))
+    fig.update_xaxes(tickfont=dict(size=9), nticks=4)
+    fig.update_layout(height=110 + 22 * len(ov), margin=dict(l=10, r=20, t=56, b=24), template="simple_white",
+                      bargap=0.25, title=dict(text="layer transitions: click a bar to open that pair", font=dict(size=13)))
     fw = go.FigureWidget(fig)
+    fw.add_class("mi-overview")
     for t in fw.data: t.on_click(self._on_overview_click)
     return fw
 
 @patch
 def _on_overview_click(self: Browser, trace, points, state=None):
-    if points.point_inds: self._call(self.model.select_pair, trace.x[points.point_inds[0]])
+    if points.point_inds: self._call(self.model.select_pair, trace.customdata[points.point_inds[0]])
 
 @patch
 def _on_point_click(self: Browser, trace, points, state=None):
@@ -927,23 +1058,44 @@ def _on_point_click(self: Browser, trace, points, state=None):
 
 @patch
 def _layout(self: Browser):
+    "Fixed positions: the concept list and the grid side by side (fixed widths), the snapshot right under them."
     W = self._W
     box = lambda title, *ch, **kw: W.VBox([W.HTML(f"<b>{title}</b>"), *ch], **kw)
-    concepts = box("Concepts (best first)", self.concept_list, self.note_box, W.HBox([self.export_csv, self.export_json]))
-    grid = box("Concept grid", self.grid_title, self.grid.widget)
+    col = lambda *ch, **kw: W.VBox(list(ch), layout=W.Layout(flex="0 0 auto", **kw))
+    grid_h = f"{self.grid.height + 80}px"           # title + a full grid, or the enlarged image in its place
+    concepts = col(W.HBox([W.HTML("<b>Concepts (best first)</b>", layout=W.Layout(width="165px")), self.flagged_box]),
+                   self.concept_list, self.note_box,
+                   W.HBox([self.export_csv, self.export_json]), width="430px")
+    grid = col(W.HTML("<b>Concept grid</b>"), self.grid_title, self.grid.widget, self.enlarged["rdx"].widget,
+               width=f"{self.grid.width + 16}px", min_height=grid_h)
     probe = box("Probe snapshot", self.snapshot_title, W.HBox([self.affinity_slider, self.save_button]), self.affinity_text,
                 self.snapshot_view)
     projection = box("Projection of the pair's two layers", self.color_select, self.projection_box)
-    rdx = W.VBox([self.overview_figure, W.HBox([self.pair_select, self.direction_toggle]), self.direction_text,
-                  W.HBox([concepts, grid, self.enlarged_box], layout=W.Layout(flex_flow="row wrap", grid_gap="12px")),
-                  projection, probe])
-    sae = W.VBox([W.HBox([self.sae_select]), self.sae_header,
-                  W.HBox([W.VBox([self.latent_list, self.latent_note]), self.sae_grid.widget, self.latent_info],
-                         layout=W.Layout(flex_flow="row wrap", grid_gap="12px")), self.enlarged_box])
+    row = lambda *ch: W.HBox(list(ch), layout=W.Layout(flex_flow="row nowrap", align_items="flex-start", grid_gap="12px"))
+    rdx = W.VBox([self.overview_figure, W.HBox([self.pair_select, self.direction_toggle]),
+                  self.direction_text, row(concepts, grid), probe, projection])
+    latents = col(self.latent_list, self.latent_note, self.latent_info, width="430px")
+    top = col(self.sae_grid.widget, self.enlarged["sae"].widget, width=f"{self.sae_grid.width + 16}px", min_height=grid_h)
+    sae = W.VBox([self.sae_select, self.sae_header, row(latents, top), self.bridge_html])
     if not self.model.study.saes: sae = W.HTML("This study has no SAE yet: run <code>study.train_sae()</code>.")
     self.tabs = W.Tab(children=[rdx, sae], titles=("RDX: layer pairs", "SAE latents"))
-    self.tabs.observe(lambda ch: self._call(self.model.enlarge, None), "selected_index")    # an enlarged image belongs to its tab
+    self.tabs.observe(lambda ch: self._call(self.model.select_tab, TABS[ch["new"]]), "selected_index")
     self.widget = W.VBox([W.HBox([self.help_button, W.HTML("&nbsp;"), self._title_html()]), self.help, self.status, self.tabs])
+    self._css()
+
+@patch
+def _css(self: Browser):
+    "Stable CSS classes (`mi-...`) on the parts a user or a test looks for."
+    for w, c in ((self.widget, "mi-browser"), (self.help_button, "mi-help-button"), (self.help, "mi-help"),
+                 (self.status, "mi-status"), (self.tabs, "mi-tabs"), (self.pair_select, "mi-pair"),
+                 (self.direction_toggle, "mi-direction"), (self.flagged_box, "mi-show-flagged"),
+                 (self.direction_text, "mi-direction-text"), (self.concept_list, "mi-concepts"), (self.grid.widget, "mi-grid"),
+                 (self.grid_title, "mi-grid-title"), (self.snapshot_title, "mi-snapshot-title"),
+                 (self.snapshot_view, "mi-snapshot"), (self.affinity_slider, "mi-affinity"),
+                 (self.projection_box, "mi-projection"), (self.sae_select, "mi-sae-run"), (self.sae_header, "mi-sae-header"),
+                 (self.latent_list, "mi-latents"), (self.latent_info, "mi-latent-info"), (self.sae_grid.widget, "mi-sae-grid"),
+                 (self.bridge_html, "mi-bridge")):
+        w.add_class(c)
 
 @patch
 def _title_html(self: Browser):
@@ -958,15 +1110,18 @@ def _render(self: Browser, changed):
     self._syncing = True
     try:
         if {"pair", "direction"} & changed: self._render_pair()
-        if {"pair", "direction", "concept", "probe"} & changed: self._render_concept()
-        if {"pair", "direction", "color_by"} & changed: self._render_projection()
+        if {"pair", "direction", "show_flagged"} & changed: self._render_list()
+        if {"pair", "direction", "concept", "probe", "show_flagged"} & changed: self._render_concept()
+        if {"pair", "direction", "color_by", "show_flagged"} & changed: self._render_projection()
         elif {"concept", "probe"} & changed: self._render_selection()
         if {"pair", "direction", "probe", "affinity_rank"} & changed: self._render_probe()
         if {"pair", "direction", "concept", "notes"} & changed:
             self.note_box.value = m.note() if s["concept"] else ""
             self.note_box.disabled = s["concept"] is None
-        if "enlarged" in changed: self._render_enlarged()
+        if "tab" in changed: self.tabs.selected_index = TABS.index(s["tab"])
+        if {"enlarged", "tab"} & changed: self._render_enlarged()
         if {"sae", "latent", "notes"} & changed and s["sae"] is not None: self._render_sae()
+        if {"sae", "tab"} & changed and s["sae"] is not None and s["tab"] == "sae": self._render_bridge()
     finally:
         self._syncing = False
 
@@ -982,12 +1137,21 @@ def _render_pair(self: Browser):
     self.direction_text.value = (f'<span style="color:#555">{what} · mean |Δ| '
                                  f'{m._results[m.pair_index].mean_abs_delta:.3f}</span><br>'
                                  f'<span style="font-size:13px">{html.escape(m.transition_summary())}</span>')
-    lst = m.concepts()
-    self.concept_list.options = [(f"{r.key} · score {r.strength:.2f} · stability {'–' if np.isnan(r.stability) else f'{r.stability:.2f}'} · n={r.size} · {r.top or 'no significant enrichment'}", r.key)
-                                 for r in lst.itertuples()]
     colors = ["#ff9f00" if p == s["pair"] else "#4c78a8" for p in m.overview["pair"]]
     with self.overview_figure.batch_update():
         for t in self.overview_figure.data: t.marker.color = colors
+
+def _concept_label(r) -> str:
+    "One line of the concept list; flagged concepts start with ⚑ and their flags."
+    stab = "–" if np.isnan(r.stability) else f"{r.stability:.2f}"
+    flags = f"⚑ {', '.join(r.flags)} · " if r.flags else ""
+    return f"{flags}{r.key} · score {r.strength:.2f} · stability {stab} · n={r.size} · {r.top or 'no significant enrichment'}"
+
+@patch
+def _render_list(self: Browser):
+    s = self.model.state
+    self.flagged_box.value = s["show_flagged"]
+    self.concept_list.options = [(_concept_label(r), r.key) for r in self.model.concepts().itertuples()]
 
 @patch
 def _render_concept(self: Browser):
@@ -1002,13 +1166,19 @@ def _render_concept(self: Browser):
 
 @patch
 def _render_projection(self: Browser):
+    "Redraw the projection inside the same FigureWidget: a new one would send plotly.js (megabytes) to the page again."
     import plotly.graph_objects as go
     m = self.model
     self.color_select.value = m.state["color_by"]
-    fw = go.FigureWidget(m.figure())
+    fig, fw = m.figure(), self.projection_figure
+    if fw is None:
+        fw = self.projection_figure = go.FigureWidget(fig)
+        self.projection_box.children = (fw,)
+    else:
+        fw.data = ()
+        fw.add_traces(list(fig.data))
+        fw.layout = fig.layout
     for t in fw.data: t.on_click(self._on_point_click)
-    self.projection_figure = fw
-    self.projection_box.children = (fw,)
 
 @patch
 def _render_selection(self: Browser):
@@ -1043,12 +1213,11 @@ def _render_probe(self: Browser):
 
 @patch
 def _render_enlarged(self: Browser):
-    e = self.model.enlarged()
-    self.enlarged_box.layout.display = "none" if e is None else None
-    if e is None: return
-    self.enlarged_view.value = png_bytes(e["image"])
-    self.enlarged_caption.value = (f'<span style="font-size:12px">{e["position"][0]} / {e["position"][1]} · '
-                                   f'{html.escape(e["caption"])}</span>')
+    "The enlarged image in its tab's view, in place of that tab's grid; the other tab's view stays closed."
+    e, tab = self.model.enlarged(), self.model.state["tab"]
+    for t, view in self.enlarged.items(): view.show(e if t == tab else None)
+    for t, tiles in (("rdx", self.grid), ("sae", self.sae_grid)):
+        tiles.widget.layout.display = "none" if e is not None and t == tab else None
 
 @patch
 def _render_sae(self: Browser):
@@ -1065,3 +1234,22 @@ def _render_sae(self: Browser):
     self.latent_info.value = (f"<b>latent {p['latent']}: {html.escape(p['concept'])}</b><br>"
                               f"<span style='font-size:12px;color:#555'>{html.escape(p['description'])}</span><br>{table}")
     self.latent_note.value = m.note(sae=p["name"]) if p["latent"] is not None else ""
+
+@patch
+def _render_bridge(self: Browser):
+    "The RDX ↔ SAE bridge table of the selected run (computed on the first visit of the SAE tab)."
+    t = self.model.bridge()
+    layer = self.model.sae_panel()["layer"]
+    if t.empty:
+        self.bridge_html.value = (f'<span style="font-size:12px;color:#555">No finished layer pair explains {html.escape(layer)}, '
+                                  "this SAE's layer: no RDX concepts to compare its latents with.</span>")
+        return
+    head = "".join(f"<th>{h}</th>" for h in ("pair", "dir.", "concept", "name", "images", "best latent", "AUROC", "Jaccard"))
+    body = "".join(f"<tr><td>{html.escape(r.pair)}</td><td>{r.direction}</td><td>{html.escape(r.concept)}</td>"
+                   f"<td>{html.escape(str(r.concept_name))}</td><td>{r.size}</td><td>{r.latent}</td>"
+                   f"<td>{r.auroc:.3f}</td><td>{r.jaccard:.2f}</td></tr>" for r in t.itertuples())
+    self.bridge_html.value = (f"<b>RDX concepts of {html.escape(layer)} and the latent that fires best on each</b>"
+                              "<br><span style='font-size:12px;color:#555'>AUROC: how well the latent's activation "
+                              "separates the concept's members from the other images (0.5 = chance); Jaccard: overlap of "
+                              "its |C| strongest images with the members.</span>"
+                              f"<table style='font-size:12px'><tr>{head}</tr>{body}</table>")

@@ -367,12 +367,16 @@ def test_widget_slider_colour_enlarge_save_notes(br, study):
     br.affinity_slider.value = 3
     assert br.state["affinity_rank"] == 3 and br.state["probe"] == int(m.rows[m.affinity_order()[3]])
     assert "rank 3" in br.affinity_text.value
+    view = br.enlarged["rdx"]
     br.grid.enlarge_buttons[0].click()
-    assert br.state["enlarged"] == m.grid()[0] and br.enlarged_box.layout.display is None
-    br.next_button.click()
+    assert br.state["enlarged"] == m.grid()[0] and view.widget.layout.display is None
+    assert br.grid.widget.layout.display == "none"                              # in place of the grid
+    view.next.click()
     assert br.state["enlarged"] == m.grid()[1 % len(m.grid())]
-    br.close_button.click()
-    assert br.state["enlarged"] is None and br.enlarged_box.layout.display == "none"
+    view.prev.click()
+    assert br.state["enlarged"] == m.grid()[0]
+    view.close.click()
+    assert br.state["enlarged"] is None and view.widget.layout.display == "none" and br.grid.widget.layout.display is None
     br.save_button.click()
     assert "snapshot saved" in br.status.value and list((study.path / "snapshots").glob("*.html"))
     br.note_box.value = "a note typed in the box"
@@ -413,13 +417,15 @@ def test_an_enlarged_image_closes_when_what_it_belongs_to_changes(fresh):
     keys = fresh.select_pair(0).concepts()["key"].tolist()
     for change in (lambda: fresh.select_pair(1), lambda: fresh.set_direction("01" if fresh.state["direction"] == "10" else "10"),
                    lambda: fresh.select_concept([k for k in fresh.concepts()["key"] if k != fresh.state["concept"]][0]),
-                   lambda: fresh.select_latent(int(fresh._sae(fresh.state["sae"])["latents"]["latent"].iloc[1]))):
+                   lambda: fresh.select_latent(int(fresh._sae(fresh.state["sae"])["latents"]["latent"].iloc[1])),
+                   lambda: fresh.select_tab("sae" if fresh.state["tab"] == "rdx" else "rdx")):
         fresh.enlarge(fresh.grid()[0])
         assert fresh.state["enlarged"] is not None
         change()
         assert fresh.state["enlarged"] is None
-    fresh.enlarge(fresh.grid()[0])
+    fresh.enlarge(fresh.grid()[0], tab="rdx")
     fresh.select_concept(fresh.state["concept"])                 # the same concept again: it stays open
+    fresh.select_tab("rdx")                                      # the same tab again: it stays open
     assert fresh.state["enlarged"] is not None
 
 
@@ -432,3 +438,160 @@ def test_the_browser_shows_each_transitions_summary(fresh, study):
     b = Browser(fresh)
     fresh.select_pair(1).set_direction("01")
     assert html.escape(fresh.transition_summary()) in b.direction_text.value
+
+
+
+# issue 13: flagged clusters, tabs and their enlarged views, the bridge, fixed layout, stable CSS classes
+
+@pytest.fixture(scope="module")
+def flagged_study(study, tmp_path_factory):
+    "The same images swept with the default quality flags on (min_size 5): tiny clusters are flagged."
+    import shutil
+    root = tmp_path_factory.mktemp("flagged")
+    shutil.copytree(study.path, root / "s", ignore=shutil.ignore_patterns("rdx", "cache", "notes*", "snapshots"))
+    s = Study.open(root / "s")
+    s.run_rdx(RDXConfig(n_clusters=4, grid_size=4, stability_runs=0, min_size=5, max_share=1.0), progress=False)
+    return s
+
+
+def _mixed(model):
+    "(pair, direction) with reported and flagged concepts."
+    for i in range(len(model.pairs)):
+        for d in DIRECTIONS:
+            flags = model.concepts(i, d, flagged=True)["flags"].map(bool)
+            if flags.any() and not flags.all(): return i, d
+    pytest.skip("no pair with both reported and flagged concepts")
+
+
+def test_flagged_concepts_are_hidden_unless_asked_for(flagged_study):
+    m = BrowserModel(flagged_study, progress=False)
+    sw = flagged_study.sweep
+    i, d = _mixed(m)
+    assert m.state["show_flagged"] is False
+    assert m.concepts(i, d)["key"].tolist() == list(sw.concepts(i, d).keys)          # reported only
+    every = m.concepts(i, d, flagged=True)
+    reported = [c.key for c in sw.concepts(i, d, flagged=True) if not c.flags]
+    flagged = [c.key for c in sw.concepts(i, d, flagged=True) if c.flags]
+    assert every["key"].tolist() == reported + flagged                                  # reported first
+    assert every.set_index("key").loc[flagged, "flags"].map(list).tolist() == [list(sw.concepts(i, d, flagged=True)[k].flags) for k in flagged]
+    m.select_pair(i).set_direction(d)
+    with pytest.raises(KeyError, match=r"is flagged \(tiny"): m.select_concept(flagged[0])
+    seen = []
+    m.on_change(seen.append)
+    m.set_show_flagged(True)
+    assert seen == [frozenset({"show_flagged"})] and m.concepts()["key"].tolist() == reported + flagged
+    m.select_concept(flagged[0])
+    assert m.state["concept"] == flagged[0] and m.state["probe"] == m.concept_info()["anchor"]
+    assert set(m.scatter()["color"]) - {"null"} == set(reported + flagged)
+    m.set_show_flagged(False)                                   # the flagged concept is no longer listed: it gives way
+    assert m.state["concept"] in reported
+    with pytest.raises(TypeError, match="True or False"): m.set_show_flagged("yes")
+
+
+def test_a_pair_without_reported_concepts(flagged_study):
+    m = BrowserModel(flagged_study, progress=False)
+    empty = [(i, d) for i in range(len(m.pairs)) for d in DIRECTIONS if m.concepts(i, d).empty and len(m.concepts(i, d, flagged=True))]
+    if not empty: pytest.skip("every direction has a reported concept")
+    i, d = empty[0]
+    m.set_direction(d).select_pair(i)
+    assert m.state["concept"] is None and m.grid() == []
+    m.set_show_flagged(True)
+    assert m.state["concept"] == m.concepts()["key"].iloc[0]
+
+
+def test_widget_show_all_clusters_checkbox(flagged_study):
+    b = Browser(flagged_study, progress=False)
+    i, d = _mixed(b.model)
+    b.pair_select.value = b.model.pairs[i]
+    b.direction_toggle.value = d
+    n = len(b.concept_list.options)
+    b.flagged_box.value = True
+    labels = [lab for lab, _ in b.concept_list.options]
+    assert b.state["show_flagged"] and len(labels) > n
+    assert all(lab.startswith("⚑ tiny") for lab in labels[n:]) and not any(lab.startswith("⚑") for lab in labels[:n])
+    b.flagged_box.value = False
+    assert len(b.concept_list.options) == n
+
+
+def test_each_tab_has_its_own_enlarged_view(fresh, study):
+    assert fresh.state["tab"] == "rdx"
+    top = fresh.sae_panel()["top_rows"]
+    fresh.enlarge(top[1], tab="sae")                             # from the SAE tab: steps through the latent's images
+    assert fresh.state["tab"] == "sae" and fresh.enlarged()["position"] == (2, len(top))
+    fresh.select_tab("rdx")
+    assert fresh.state["enlarged"] is None
+    g = fresh.grid()
+    fresh.enlarge(g[0])                                          # the current tab: rdx, the grid
+    assert fresh.enlarged()["position"] == (1, len(g))
+    with pytest.raises(ValueError, match="tab must be"): fresh.select_tab("umap")
+    with pytest.raises(ValueError, match="tab must be"): fresh.enlarge(g[0], tab="x")
+
+
+def test_widget_enlarged_views_follow_the_tab(br):
+    m = br.model
+    br.grid.enlarge_buttons[0].click()
+    assert br.enlarged["rdx"].widget.layout.display is None and br.enlarged["sae"].widget.layout.display == "none"
+    br.tabs.selected_index = 1                                   # switching tabs closes it
+    assert br.state["tab"] == "sae" and br.state["enlarged"] is None
+    assert br.enlarged["rdx"].widget.layout.display == "none" and br.grid.widget.layout.display is None
+    br.sae_grid.enlarge_buttons[1].click()
+    assert br.state["enlarged"] == m.sae_panel()["top_rows"][1]
+    assert br.enlarged["sae"].widget.layout.display is None and br.enlarged["rdx"].widget.layout.display == "none"
+    assert br.sae_grid.widget.layout.display == "none" and br.grid.widget.layout.display is None
+    m.select_tab("rdx")                                          # the model's tab drives the widget's
+    assert br.tabs.selected_index == 0 and br.enlarged["sae"].widget.layout.display == "none"
+
+
+def test_bridge_is_the_reports_table(fresh, study):
+    run = study.sae_run()
+    t = fresh.bridge()
+    assert list(t.columns) == list(browser_mod.BRIDGE_COLUMNS) and len(t)
+    sw = study.sweep
+    for (pair, d), part in t.groupby(["pair", "direction"], sort=False):
+        ref = study.bridge(fresh.pairs.index(pair), d, sae=run.name, top=1).dropna(subset=["latent"])
+        assert sw.concepts(pair, d).explained == run.layer
+        assert part["concept"].tolist() == ref["concept"].tolist() and part["latent"].tolist() == ref["latent"].tolist()
+        np.testing.assert_allclose(part["auroc"], ref["auroc"]); np.testing.assert_allclose(part["jaccard"], ref["jaccard"])
+    explaining = {(p, d) for i, p in enumerate(fresh.pairs) for d in DIRECTIONS if sw.concepts(i, d).explained == run.layer
+                  and len(sw.concepts(i, d))}
+    assert set(map(tuple, t[["pair", "direction"]].values.tolist())) == explaining
+    with pytest.raises(KeyError, match="no SAE run"): fresh.bridge("nope")
+
+
+def test_widget_bridge_table_on_the_sae_tab(br):
+    assert br.bridge_html.value == ""                            # not computed before the tab is shown
+    br.tabs.selected_index = 1
+    t = br.model.bridge()
+    assert "best latent" in br.bridge_html.value and all(html.escape(k) in br.bridge_html.value for k in t["concept"])
+
+
+def test_overview_labels_are_short_and_clicks_use_full_names(br):
+    fig = br.overview_figure
+    t = fig.data[0]
+    assert t.orientation == "h" and list(t.customdata) == br.model.overview["pair"].tolist()
+    assert all("trunk.blocks" not in y for y in t.y) and len(set(t.y)) == len(t.y)
+    assert fig.layout.yaxis2.showticklabels is False and fig.layout.yaxis3.showticklabels is False   # one label axis
+
+
+def test_fixed_layout_and_css_classes(br):
+    import ipywidgets as W
+    classes = set()
+    stack = [br.widget]
+    while stack:
+        w = stack.pop()
+        classes |= set(getattr(w, "_dom_classes", ()))
+        stack.extend(getattr(w, "children", ()))
+    expected = {"mi-browser", "mi-help-button", "mi-help", "mi-tabs", "mi-pair", "mi-direction", "mi-show-flagged",
+                "mi-concepts", "mi-grid", "mi-tile", "mi-probe-button", "mi-enlarge-button", "mi-enlarged-rdx",
+                "mi-enlarged-sae", "mi-enlarged-close", "mi-snapshot", "mi-snapshot-title", "mi-overview", "mi-projection",
+                "mi-sae-header", "mi-latents", "mi-sae-grid", "mi-bridge", "mi-probed"}
+    assert expected <= classes, expected - classes
+    probed = [k for k, t in enumerate(br.grid.tiles) if "mi-probed" in t._dom_classes]
+    assert [br.grid.rows[k] for k in probed] == [br.state["probe"]]
+    rows = [w for w in br.tabs.children[0].children if isinstance(w, W.HBox) and w.layout.flex_flow == "row nowrap"]
+    assert rows, "the concept list and the grid share one row that never wraps"
+    concepts, grid = rows[0].children
+    assert concepts.layout.width and grid.layout.width and grid.layout.min_height        # fixed box sizes
+    assert br.direction_text.layout.height                                               # a summary never pushes it down
+    i = br.tabs.children[0].children.index(rows[0])
+    assert br.snapshot_view in br.tabs.children[0].children[i + 1].children              # the snapshot right under the grid
