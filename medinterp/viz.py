@@ -128,8 +128,10 @@ _BG, _INK, _MUTED = (255, 255, 255), (34, 34, 34), (110, 110, 110)
 
 @functools.lru_cache(maxsize=1)
 def _font():
+    "Pillow's bundled font at 13 px, so captions in the pictures stay legible (Pillow < 10.1: its small bitmap font)."
     from PIL import ImageFont
-    return ImageFont.load_default()
+    try: return ImageFont.load_default(size=13)
+    except TypeError: return ImageFont.load_default()
 
 def _line_height(font) -> int: return font.getbbox("Ag|")[3] + 3
 
@@ -298,7 +300,7 @@ def snapshot_image(snap, images, *, size: int = 96, n: int | None = None, vmax: 
     tile_h = size + 3 * (BH + 1)
     row_h = [lh + tile_h + (lh if any(t[3] is not None for t in ts) else 0) + 2 * G for _, ts in rows]
     header_h = 2 * lh + G
-    legend = legend_image(n, vmax, width=min(520, x0 + k * (size + G) - M), layers=_layers(snap))
+    legend = legend_image(n, vmax, width=max(520, x0 + k * (size + G) - G - M), layers=_layers(snap))
     W = max(x0 + k * (size + G) - G + M, legend.shape[1] + 2 * M)
     body_h = max(sum(row_h), lh + size + 3 * lh)
     H = M + header_h + body_h + legend.shape[0] + M
