@@ -279,7 +279,8 @@ def _evaluate_sae(sae: SAE, store: ActivationStore, layer: str, pooling: str, ro
     "(named Concepts, comparison table, names) of a trained `sae` on the store rows `rows`."
     X = np.asarray(store.load(layer, pooling)[rows], dtype=np.float32)
     F = encode_all(sae, X)
-    ids = [store.ids[r] for r in rows]
+    all_ids = store.ids                                    # one copy of the index, not one per row
+    ids = [all_ids[r] for r in rows]
     concepts = sae_concepts(sae, X, ids=ids, explained=layer, top=top)
     sub = store.index.iloc[rows].reset_index(drop=True)
     labels = store.labels.iloc[rows].reset_index(drop=True) if store.label_names else None
@@ -326,7 +327,7 @@ def train_sae(self: Study, layer: str | None = None, config: SAEConfig | None = 
     staging.mkdir(parents=True)
     try:
         X = np.asarray(store.load(layer, pool)[rows], dtype=np.float32)
-        sae = train_sae(X, config, out_dir=staging / "model", ids=[store.ids[r] for r in rows], progress=progress)
+        sae = train_sae(X, config, out_dir=staging / "model", ids=list(np.asarray(store.ids, dtype=object)[rows]), progress=progress)
         concepts, comparison, names = _evaluate_sae(sae, store, layer, pool, rows, namer or OfflineNamer(), top)
         concepts.save(staging / "concepts")
         _write_csv_atomic(staging / "comparison.csv", comparison)
@@ -373,7 +374,8 @@ def bridge(self: Study, pair, direction: str = "10", *, sae: str | None = None, 
                          f"concepts live in); train one with study.train_sae({concepts.explained!r})")
     run, rows = runs[0], sw.rows
     codes = encode_all(run.sae(), np.asarray(self.store.load(run.layer, run.pooling)[rows], dtype=np.float32))
-    ids = [self.store.ids[r] for r in rows]
+    all_ids = self.store.ids                               # one copy of the index, not one per row
+    ids = [all_ids[r] for r in rows]
     if reverse: return latent_concepts(codes, concepts, ids=ids, top=top)
     return concept_latents(concepts, codes, ids=ids, top=top)
 
