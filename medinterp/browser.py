@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from .compare import knn_indices
-from .concepts import describe_concept, enrichment_table
+from .concepts import describe_concept
 from .core import fingerprint, write_json_atomic, write_text_atomic
 from .evaluate import concept_latents, label_correlation
 from .rdx import DIRECTIONS, affinity, pair_difference
@@ -118,8 +118,7 @@ class BrowserModel:
         self._summaries = {(x["pair"], x["direction"]): x["text"] for x in sweep.summaries()}   # what each pair did
         self.done = [sweep.done(i) for i in range(len(self.pairs))]
         if not any(self.done): raise ValueError(f"no layer pair of {sweep.path} is finished: run study.run_rdx()")
-        extra = study.images[["id", "image_mean", "image_std"]] if study.images_path.is_file() else None
-        self.table = enrichment_table(self.store.index, self.store.label_names, extra)     # one row per store row
+        self.table = study.metadata()                                                       # one row per store row
         self._results, self._concepts, self._lists, self._proj, self._coords, self._aff = {}, {}, {}, {}, {}, {}
         self._reps, self._snaps, self._pngs, self._saes = OrderedDict(), OrderedDict(), OrderedDict(), {}
         self._callbacks, self._pending, self._depth, self._sequence = [], set(), 0, []

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 import medinterp
-from .concepts import IDENTIFIER_COLUMNS, Concept, Concepts, describe_concept, enrichment_table
+from .concepts import IDENTIFIER_COLUMNS, Concept, Concepts, describe_concept
 from .core import provenance, write_text_atomic
 from .rdx import Snapshot, snapshot, snapshots
 from .viz import (CATEGORY_COLORS, DELTA_COLORSCALE, RANK_COLORSCALE, align_2d, delta_colors, depth_profile_image,
@@ -291,14 +291,12 @@ def encode_tile(arr, px: int, quality: int = 80) -> str:
 
 def _image_meta(study, include_ids: bool) -> list[str]:
     "One line per store row for the enlarged view: its row (and id with `include_ids`), labels and metadata."
-    store = study.store
-    extra = study.images[["id", "image_mean", "image_std"]] if study.images_path.is_file() else None
-    t = enrichment_table(store.index, store.label_names, extra)
+    t = study.metadata()
     cols = [c for c in t.columns if c != "id" and c not in IDENTIFIER_COLUMNS and not _PHI_COLUMN.search(str(c))]
     def fmt(v):
         if isinstance(v, (float, np.floating)): return str(int(v)) if float(v).is_integer() else f"{v:.3g}"
         return str(v)
-    ids = store.ids
+    ids = study.store.ids
     return [" · ".join([f"row {r}"] + ([f"id {ids[r]}"] if include_ids else [])
                        + [f"{c}={fmt(v)}" for c, v in zip(cols, vals) if not pd.isna(v)])
             for r, vals in enumerate(t[cols].itertuples(index=False, name=None))]

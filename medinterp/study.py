@@ -211,6 +211,13 @@ def _image_extra(study: Study) -> pd.DataFrame | None:
     return study.images[["id", "image_mean", "image_std"]]
 
 @patch
+def metadata(self: Study) -> pd.DataFrame:
+    """One row per store row: the labels and metadata worth reading or testing, and each image's brightness and
+    contrast (`concepts.enrichment_table`: identifier columns dropped); what the browser and the report show per image."""
+    from medinterp.concepts import enrichment_table
+    return enrichment_table(self.store.index, self.store.label_names, _image_extra(self))
+
+@patch
 def run_rdx(self: Study, config: RDXConfig | None = None, layers=None, *, k: int = 10, progress: bool = True,
             **kwargs) -> Sweep:
     """Stage 2: `rdx_sweep(store, layers, config, <study>/rdx, extra=image statistics, **kwargs)` and the layer
