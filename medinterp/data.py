@@ -1129,14 +1129,15 @@ def from_csv(cls: CXRDataset, csv, images_dir=None, **kwargs) -> CXRDataset:
 # %% ../nbs/01_data.ipynb #a69d301d
 CXR_DEMO_ENV = "MEDINTERP_CXR_DEMO"
 
-def cxr_demo_dir() -> Path | None:
-    "Folder of the cxr-demo set (`$MEDINTERP_CXR_DEMO`, `data_path('cxr-demo')`, `../shared/data/cxr-demo`), or None."
-    cands = []
+def cxr_demo_dir(full: bool = False) -> Path | None:
+    """Folder of the cxr-demo set: `$MEDINTERP_CXR_DEMO`, the repository's `data/cxr-demo` (241 permissive images),
+    `data_path('cxr-demo')`, `../shared/data/cxr-demo`; `full=True`: only the full set's places (the variable, `../shared`)."""
     env = os.environ.get(CXR_DEMO_ENV)
-    if env: cands.append(Path(env).expanduser())
-    cands.append(data_path("cxr-demo"))
     repo = Path(medinterp.__file__).resolve().parent.parent
-    if (repo / "settings.ini").is_file(): cands.append(repo.parent / "shared" / "data" / "cxr-demo")
+    checkout = (repo / "settings.ini").is_file()
+    cands = [Path(env).expanduser()] if env else []
+    if not full: cands += [repo / "data" / "cxr-demo"] * checkout + [data_path("cxr-demo")]
+    if checkout: cands.append(repo.parent / "shared" / "data" / "cxr-demo")
     for c in cands:
         if (c / "metadata.csv").is_file(): return c.resolve()
     if env: warnings.warn(f"${CXR_DEMO_ENV}={env} has no metadata.csv and no other cxr-demo folder was found")
@@ -1144,7 +1145,7 @@ def cxr_demo_dir() -> Path | None:
 
 @patch(cls_method=True)
 def from_cxr_demo(cls: CXRDataset, root=None, **kwargs) -> CXRDataset:
-    "The cxr-demo set from `root` (default: `cxr_demo_dir()`)."
+    "The cxr-demo set from `root` (default: `cxr_demo_dir()`, the 241 images in the repository)."
     root = cxr_demo_dir() if root is None else Path(root).expanduser()
     if root is None:
         raise FileNotFoundError(f"cxr-demo not found: set ${CXR_DEMO_ENV} to the folder holding its metadata.csv")

@@ -858,29 +858,60 @@ def test_patient_split_dataset_and_errors(small_ds):
 
 
 # ------------------------------------------------------------------------------------------------ real data
-def test_cxr_demo_integration():
-    root = cxr_demo_dir()
-    if root is None:
-        pytest.skip("cxr-demo not found (set MEDINTERP_CXR_DEMO)")
-    ds = CXRDataset.from_cxr_demo(root, progress=False)
-    assert len(ds) == 359 and len(ds.skipped) == 0 and ds.unreferenced == 0
-    assert ds.index["patient_id"].nunique() == 270
+REPO = Path(__file__).resolve().parent.parent
+IN_REPO = REPO / "data" / "cxr-demo"
+
+
+def check_cxr_demo(ds, n, patients, covid, normal, views):
+    assert len(ds) == n and len(ds.skipped) == 0 and ds.unreferenced == 0
+    assert ds.index["patient_id"].nunique() == patients
     assert {"COVID-19", "No Finding", "Effusion", "Pneumonia"} <= set(ds.label_names)
     assert (ds.labels.sum(axis=1) >= 1).all() and not ds.labels.isna().any().any()
-    assert ds.labels["COVID-19"].sum() == 147 and ds.labels["No Finding"].sum() == 50
+    assert ds.labels["COVID-19"].sum() == covid and ds.labels["No Finding"].sum() == normal
     assert {"view", "sex", "age", "source", "license_class", "finding_group"} <= set(ds.meta.columns)
     check_every_kind(ds, **{"COVID-19": "finding", "resize_method": "acquisition", "modality": "acquisition",
                             "qc_notes": "acquisition", "license": "source", "license_class": "source",
                             "location": "source", "source_repo": "source", "finding_group": "finding",
                             "went_icu": "finding", "intubated": "hardware", "age": "demographic"})
     assert "other" not in ds.kinds.values()                   # every column of cxr-demo has a meaningful kind
-    assert set(ds.index["view"].dropna()) <= {"PA", "AP", "L", "AP Supine"}
+    assert set(ds.index["view"].dropna()) <= views
     assert set(ds.index["sex"].dropna()) <= {"M", "F"}
-    for i in range(0, 359, 40):
+    for i in range(0, n, 40):
         img, row = ds[i]
         assert img.shape == (256, 256) and img.dtype == np.float32
         assert 0.0 <= img.min() < img.max() <= 1.0
     sp = patient_split(ds, (0.8, 0.2), seed=0)
     check_split(ds.patient_ids, sp, (0.8, 0.2))
     assert not set(ds.patient_ids[sp["train"]]) & set(ds.patient_ids[sp["val"]])
-    assert ds.fingerprint() == CXRDataset.from_cxr_demo(root, verify="header").fingerprint()
+
+
+def test_cxr_demo_in_repository(monkeypatch):
+    "The repository's own 241 permissive images: found first, all read, every one attributed."
+    monkeypatch.delenv(D.CXR_DEMO_ENV, raising=False)
+    assert cxr_demo_dir() == IN_REPO.resolve()
+    ds = CXRDataset.from_cxr_demo(progress=False)
+    check_cxr_demo(ds, 241, 206, 80, 48, {"PA", "AP"})
+    assert ds.fingerprint() == CXRDataset.from_cxr_demo(IN_REPO, verify="header").fingerprint()
+    meta = pd.read_csv(IN_REPO / "metadata.csv", dtype=str, keep_default_na=False)
+    assert (meta["license_class"] == "permissive").all() and not meta["license"].str.contains("NC").any()
+    files = sorted(p.name for p in (IN_REPO / "images").iterdir())
+    assert files == sorted(Path(f).name for f in meta["file"])               # no image without its row, and back
+    att = pd.read_csv(IN_REPO / "ATTRIBUTION.csv", dtype=str, keep_default_na=False)
+    assert att["image_id"].tolist() == meta["image_id"].tolist()              # every image attributed, in order
+    assert (att[["file", "dataset", "license", "original_url", "doi"]].to_numpy()
+            == meta[["file", "dataset", "license", "original_url", "doi"]].to_numpy()).all()
+    assert all(s.startswith("https://github.com/") and c in s and p in s
+               for s, c, p in zip(att["source"], meta["source_commit"], meta["source_path"]))
+    readme = (IN_REPO / "README.md").read_text(encoding="utf-8")
+    for d, n in meta["dataset"].value_counts().items():                      # the README's counts are the data's
+        assert f"| {n} |" in readme and d.split(" (")[0].split(" COVID")[0] in readme
+
+
+def test_cxr_demo_full_set():
+    "The full 359-image set (adding the CC BY-NC-SA part), when it sits beside the checkout or in $MEDINTERP_CXR_DEMO."
+    root = cxr_demo_dir(full=True)
+    if root is None or root == IN_REPO.resolve():
+        pytest.skip("the full cxr-demo set is not beside this checkout (set MEDINTERP_CXR_DEMO)")
+    ds = CXRDataset.from_cxr_demo(root, progress=False)
+    check_cxr_demo(ds, 359, 270, 147, 50, {"PA", "AP", "L", "AP Supine"})
+    assert set(CXRDataset.from_cxr_demo(progress=False).ids) < set(ds.ids)
