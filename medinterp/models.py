@@ -300,7 +300,7 @@ class Preprocess:
 BIOMEDCLIP = "hf-hub:microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224"
 ALIASES = {"biomedclip": BIOMEDCLIP}  # key -> the key it stands for
 _LOADERS: dict[str, Callable[..., Backbone]] = {}
-_PLUGINS = {"phantom-vit": "medinterp.phantom_vit"}  # scheme -> module that registers it when imported
+_PLUGINS = {"phantom-vit": "medinterp.phantom_vit", "xray-vit": "medinterp.phantom_vit"}  # scheme -> module that registers it when imported
 
 def register_backbone(scheme: str, loader: Callable[..., Backbone]) -> Callable[..., Backbone]:
     "Bind keys `scheme:SPEC` to `loader(spec, device=..., **kwargs) -> Backbone` (replacing any earlier loader)."

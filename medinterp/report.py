@@ -487,15 +487,18 @@ def _enrichment_block(enr: pd.DataFrame, key: str, n: int) -> str:
             + (f'<p class="small"><b>Less common among the members</b></p>{_table(under, cols, cls="enr")}'
                if len(under) else "") + "</div>")
 
-def _concept_article(ctx, c: Concept, concepts: Concepts, enr: pd.DataFrame, anchor: str, snap, layers) -> str:
-    "One concept: its facts, its grid (anchor framed), its enrichment split both ways, and its anchor's snapshot."
+def _concept_article(ctx, c: Concept, concepts: Concepts, enr: pd.DataFrame, anchor: str, snap, layers,
+                     checks=()) -> str:
+    """One concept: its facts, its confound checks (`study.explanations`), its grid (anchor framed), its enrichment
+    split both ways, and its anchor's snapshot."""
     n, cap = concepts.n_images, ctx["caption"]
     top = describe_concept(enr, c.key, n=1) if len(enr) else ""
     rows = [ctx["pos"][concepts.ids[i]] for i in c.grid]
     out = [f'<article class="concept" id="{esc(anchor)}">', f"<h4>{esc(c.key)} · {esc(c.name or '(unnamed)')}</h4>",
            f'<p class="small">quality score <b>{c.strength:.3f}</b> · stability <b>{_fmt(c.stability, ".2f")}</b> '
            f'· mean affinity {_fmt(c.info.get("mean_affinity"), ".2f")} · size <b>{c.size}</b> '
-           f'images ({c.size / max(n, 1):.1%}) · top enrichment: {esc(top or "none significant")}</p>', '<div class="pics">']
+           f'images ({c.size / max(n, 1):.1%}) · top enrichment: {esc(top or "none significant")}</p>',
+           *(f'<p class="small check"><b>Checked against confounds</b> · {esc(x)}</p>' for x in checks), '<div class="pics">']
     if rows:
         out.append(f'<figure>{_grid(rows, [cap(r) for r in rows], math.ceil(math.sqrt(len(rows))))}<figcaption>Grid: '
                    f'the anchor image (orange frame) and its nearest members in {esc(concepts.explained)}, chosen where '
@@ -529,6 +532,7 @@ def _pair_units(ctx, i: int, a: str, b: str) -> list[tuple]:
     if not ctx["snapshots"]: A = B = None
     for di, d in enumerate(("10", "01")):
         concepts, enr = sweep.concepts(i, d), _safe_enrichment(sweep.enrichment(i, d))
+        checks = study.explanations(i, d).groupby("concept")["explanation"].agg(list).to_dict()
         shown = concepts.top(len(concepts) if ctx["max_concepts"] is None else min(ctx["max_concepts"], len(concepts)))
         probes = [int(c.grid[0]) for c in shown if len(c.grid)]
         snaps = iter(snapshots(A, B, res, probes, d, k=ctx["snapshot_k"]) if A is not None and probes else ())
@@ -536,7 +540,8 @@ def _pair_units(ctx, i: int, a: str, b: str) -> list[tuple]:
             s = next(snaps) if A is not None and len(c.grid) else None
             if s is not None: s = _snapshot_in_store_rows(s, sweep.rows, "")
             anchor = _anchor("pair", i, d, c.key)
-            units.append(((j, 2 * i + di), anchor, _concept_article(ctx, c, concepts, enr, anchor, s, (a, b))))
+            units.append(((j, 2 * i + di), anchor, _concept_article(ctx, c, concepts, enr, anchor, s, (a, b),
+                                                                      checks.get(c.key, ()))))
         ctx["bar"]()
     return units
 
@@ -676,6 +681,15 @@ def _sae_section(ctx, k: int, name: str, drawn: set) -> str:
         out.append('<p class="small muted">r: correlation with the label; entropy: how spread a label\'s correlation is '
                    'over dimensions (lower = more monosemantic).</p>')
     else: out.append('<p class="small muted">No labels to compare against.</p>')
+    sig = run.significance()
+    if len(sig):
+        out.append("<h4>Is the best latent for a label more than chance?</h4><p class=\"small\">Per tested label, the "
+                   "latent most correlated with it; p: how often a label shuffled over the images finds a latent at least "
+                   "as correlated (the maximum over all latents, so corrected across latents), q: corrected across labels. "
+                   "For significant latents, whether the images it fires on stay enriched within each confound's levels.</p>")
+        out.append(_table(sig, [("label", "label", ""), ("latent", "latent", ".0f"), ("r", "r", ".3f"),
+                                ("positives", "positives", ".0f"), ("p", "p", ".3f"), ("q", "q", ".3f"),
+                                ("explanation", "within each confound level", "")]))
     out.append(_bridge_block(ctx, name, run.layer))
     mine = [x for x in ctx["order"] if x.startswith(_anchor("sae", k, "latent") + "-")]
     shown = [x for x in mine if x in drawn]
@@ -688,15 +702,38 @@ def _sae_section(ctx, k: int, name: str, drawn: set) -> str:
     return "\n".join(out)
 
 # %% ../nbs/15_report.ipynb #b2ecad93
-def _summary_section(sweep, summaries: list) -> str:
-    "Summary first: the findings (with stability), what each transition did, and the depth profile."
+def _audit_section(audit) -> str:
+    "The data before any model: confounded label-column pairs, labels too few to test, columns not tested."
+    flagged = audit.confounded
+    out = ['<section id="audit"><h2>The data, before any model</h2>',
+           f'<p class="small">Every label with at least {audit.min_positives} positives and negatives against every metadata '
+           f'column: Cramér\'s V for categories, |2·AUROC − 1| for numbers (0 = unrelated, 1 = the column decides the '
+           f'label); pairs above {audit.threshold:g} with q &lt; {audit.alpha:g} are <b>confounded</b>: a concept that '
+           'follows such a label may follow the column instead. Findings below are checked against them.</p>']
+    if len(flagged):
+        out.append(_table(flagged, [("label", "label", ""), ("column", "column", ""), ("kind", "kind", ""),
+                                    ("measure", "measure", ""), ("strength", "strength", ".2f"), ("n", "images", ".0f"),
+                                    ("positives", "positives", ".0f"), ("q", "q", ".1e"), ("detail", "in words", "")]))
+    else: out.append('<p class="note">No label is confounded with a metadata column above the threshold.</p>')
+    few = audit.too_few
+    if len(few):
+        out.append('<p class="small"><b>Too few to test</b> (not analysed anywhere in this report): ' + esc(", ".join(
+            f"{lab} ({int(r.positives)} positive{'s' if int(r.positives) != 1 else ''})" for lab, r in few.iterrows())) + "</p>")
+    if len(audit.skipped):
+        out.append('<p class="small muted">Columns not tested: ' + esc(", ".join(
+            f"{r.column} ({r.reason})" for r in audit.skipped.itertuples())) + "</p>")
+    return "\n".join(out + ["</section>"])
+
+def _summary_section(sweep, summaries: list, table) -> str:
+    "Summary first: the findings (with stability and their confound check), what each transition did, the depth profile."
     if sweep is None: return ""
-    from medinterp.sweep import finding_lines, findings
-    lines = finding_lines(findings(sweep)) if sweep.record.get("label_names") else []
+    from medinterp.sweep import finding_lines
+    lines = finding_lines(table) if table is not None else []
     arr = depth_profile_image(sweep.depth_profile(), scale=2)
     uri = "data:image/png;base64," + base64.b64encode(png_bytes(arr)).decode("ascii")
-    found = ("<h3>Findings</h3><p class=\"small\">Per label, the first transition whose reported concept is organised "
-             "by it (at least 80 % of its members, significant), with that concept's stability.</p><ul>"
+    found = ("<h3>Findings</h3><p class=\"small\">Per tested label, the first transition whose reported concept is "
+             "organised by it (at least 80 % of its members, significant), with that concept's stability, and whether "
+             "its enrichment survives within each level of the label's confounds.</p><ul>"
              + "".join(f"<li>{esc(x)}</li>" for x in lines) + "</ul>") if lines else ""
     return (f'<section id="summary"><h2>Summary</h2>{found}<h3>What each transition did</h3>'
             f'{summaries_html(summaries)}<h3>Depth profile</h3><p class="small">Which transition organises '
@@ -731,7 +768,8 @@ and its most informative latents with their top-activating images.</p>
 requests: every picture and its one script are inside it.</p></section>"""
 
 def _contents(sweep, study) -> str:
-    toc = ['<nav id="contents"><b>Contents</b><ol>', '<li><a href="#about">About this report</a></li>',
+    toc = ['<nav id="contents"><b>Contents</b><ol>', '<li><a href="#audit">The data, before any model</a></li>',
+           '<li><a href="#about">About this report</a></li>',
            *(['<li><a href="#summary">Summary: findings, transitions, depth profile</a></li>'] if sweep is not None else []),
            '<li><a href="#provenance">Provenance</a></li>', '<li><a href="#overview">Layer overview</a></li>',
            '<li><a href="#pairs">Layer pairs</a><ol>']
@@ -768,7 +806,7 @@ def _page(ctx, heading: str, drawn: set, pics: _Pictures) -> str:
         f"<main><header><h1>{esc(heading)}</h1>"
         f'<p class="muted small">medinterp {esc(medinterp.__version__)} · written {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M} UTC'
         f" · {len(drawn)} of {len(ctx['order'])} concept and latent articles drawn within {ctx['cap_mb']:g} MB</p></header>",
-        _summary_section(sweep, ctx["summaries"]), _contents(sweep, study), _about(study, sweep, ctx["include_ids"]),
+        _audit_section(ctx["audit"]), _summary_section(sweep, ctx["summaries"], ctx["findings"]), _contents(sweep, study), _about(study, sweep, ctx["include_ids"]),
         _provenance_section(study, ctx["include_ids"], {}), _overview_section(study, sweep),
         '<section id="pairs"><h2>Layer pairs</h2>' + ("\n".join(pairs) or '<p class="note">No RDX sweep yet (run '
                                                         '<code>study.run_rdx()</code>).</p>') + "</section>",
@@ -816,7 +854,8 @@ def export_html(study, path=None, *, include_ids: bool = False, max_concepts: in
            "max_latents": int(max_latents), "enrichment_rows": int(enrichment_rows), "snapshots": bool(snapshots),
            "snapshot_k": int(snapshot_k), "cap_mb": float(size_budget_mb), "pos": {str(x): r for r, x in enumerate(ids)},
            "caption": (lambda r: str(ids[int(r)])) if include_ids else (lambda r: str(int(r))),
-           "summaries": sweep.summaries() if sweep is not None else [], "projections": {}, "n_rdx": len(sweep.rows) if sweep is not None else 0}
+           "summaries": sweep.summaries() if sweep is not None else [], "projections": {}, "audit": study.audit(),
+           "findings": study.findings() if sweep is not None and sweep.record.get("label_names") else None, "n_rdx": len(sweep.rows) if sweep is not None else 0}
     done = [(i, a, b) for i, (a, b) in enumerate(sweep.pairs) if sweep.done(i)] if sweep is not None else []
     bar = None
     if progress:

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import confounds
 from .concepts import Concepts, _unit_image
 from .core import Config, fingerprint, provenance, write_json_atomic, write_text_atomic
 from .evaluate import NamingContext, OfflineNamer, compare_tables, concept_latents, latent_concepts, name_latents
@@ -24,11 +25,13 @@ from .extract import ActivationStore, extract
 from .rdx import RDXConfig
 from .sae import SAE, SAEConfig, encode_all, sae_concepts, train_sae
 from .sweep import Sweep, layer_overview, rdx_sweep, resolve_poolings, usable_rows
+from .sweep import findings as sweep_findings
 from .viz import thumbnail
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['STUDY_FILE', 'STUDY_FORMAT', 'SAE_RUN_FILE', 'SAE_RUN_FORMAT', 'StudyConfig', 'Study', 'write_images', 'SAERun']
+__all__ = ['STUDY_FILE', 'STUDY_FORMAT', 'AUDIT_DIR', 'SAE_RUN_FILE', 'SAE_RUN_FORMAT', 'SIGNIFICANCE_COLUMNS', 'StudyConfig',
+           'Study', 'write_images', 'SAERun']
 
 # %% ../nbs/13_study.ipynb #24ee9068
 STUDY_FILE, STUDY_FORMAT = "config.json", "medinterp.study"
@@ -252,8 +255,69 @@ def representation(self: Study, layer: str, rows=None) -> np.ndarray:
     rows = default if rows is None else np.asarray(rows, dtype=np.int64)
     return np.asarray(self.store.load(layer, pooling)[rows], dtype=np.float64)
 
+# %% ../nbs/13_study.ipynb #de4dc314
+AUDIT_DIR = "audit"
+
+@patch
+def audit(self: Study, *, min_positives: int = 10, threshold: float = 0.5) -> confounds.Audit:
+    """The data audit of the study's images (`confounds.audit` of the store: labels with at least `min_positives`
+    positives and negatives against every metadata column; confounded above `threshold`), also written to `audit/`."""
+    a = confounds.audit(self.store, min_positives=min_positives, threshold=threshold)
+    a.save(self.path / AUDIT_DIR)
+    return a
+
+def _explain(members: np.ndarray, label: str, meta: pd.DataFrame, audit) -> tuple[str, str]:
+    "(confounds that explain the enrichment of `label` among `members`, the sentences) for the label's flagged confounds."
+    strata = {c: meta[c] for c in audit.confounds(label) if c in meta.columns}
+    found = [s for s in confounds.explain(members, meta[label], strata, label_name=label) if s.testable] if strata else []
+    yes, no = [s for s in found if s.explained], [s for s in found if not s.explained]
+    text = yes[0].text if yes else no[0].text if no else ""
+    if len(yes) > 1: text += f"; also explained by {', '.join(s.confound for s in yes[1:])}"
+    if yes and no: text += "; still enriched within " + ", ".join(f"{s.confound} (CMH p = {s.cmh_p:.1g})" for s in no)
+    elif len(no) > 1: text += "; nor by " + ", ".join(s.confound for s in no[1:])
+    return ", ".join(s.confound for s in yes), text
+
+def _members_mask(concepts: Concepts, key: str) -> np.ndarray:
+    "Boolean membership of concept `key` over the images its `Concepts` describe (the sweep's rows)."
+    mask = np.zeros(concepts.n_images, dtype=bool)
+    mask[concepts[key].members] = True
+    return mask
+
+@patch
+def findings(self: Study, *, min_positives: int = 10, threshold: float = 0.5, **kwargs) -> pd.DataFrame:
+    """`sweep.findings` (kwargs) for the labels the audit tests, with `explained_by` / `explanation`: whether each
+    finding's concept is still enriched for its label within the levels of the label's flagged confounds."""
+    sw = self.sweep
+    if sw is None: raise FileNotFoundError(f"the study {self.path} has no RDX sweep: run study.run_rdx() first")
+    a = self.audit(min_positives=min_positives, threshold=threshold)
+    table = sweep_findings(sw, a.tested, **kwargs)
+    meta = self.metadata().iloc[sw.rows].reset_index(drop=True)
+    pairs = [f"{x}→{y}" for x, y in sw.pairs]
+    why = [_explain(_members_mask(sw.concepts(pairs.index(r.pair), "10"), r.concept), r.label, meta, a)
+           if r.organised else ("", "") for r in table.itertuples()]
+    return table.assign(explained_by=[w[0] for w in why], explanation=[w[1] for w in why])
+
+# %% ../nbs/13_study.ipynb #887e3dd3
+@patch
+def explanations(self: Study, pair, direction: str = "10", *, max_q: float = 0.05) -> pd.DataFrame:
+    """For every reported concept of one direction of `pair` and every tested label with flagged confounds that the
+    concept over-represents (q < `max_q`): the label's share in and overall, `explained_by` and `explanation`."""
+    sw, a = self.sweep, self.audit()
+    if sw is None: raise FileNotFoundError(f"the study {self.path} has no RDX sweep: run study.run_rdx() first")
+    concepts, enr = sw.concepts(pair, direction), sw.enrichment(pair, direction)
+    meta, rows = self.metadata().iloc[sw.rows].reset_index(drop=True), []
+    labels = [x for x in a.tested if a.confounds(x)]
+    hit = enr[enr["column"].isin(labels) & enr["value"].astype(str).isin(["1", "1.0"]) & (enr["q"] < max_q)
+              & (enr["lift"] > 1) & enr["concept"].isin(concepts.keys)]
+    for r in hit.itertuples():
+        by, text = _explain(_members_mask(concepts, r.concept), r.column, meta, a)
+        rows.append({"concept": r.concept, "label": r.column, "share_in": r.share_in, "share_all": r.share_all,
+                     "explained_by": by, "explanation": text})
+    return pd.DataFrame(rows, columns=["concept", "label", "share_in", "share_all", "explained_by", "explanation"])
+
 # %% ../nbs/13_study.ipynb #dba5a89a
 SAE_RUN_FILE, SAE_RUN_FORMAT = "sae.json", "medinterp.study.sae"
+SIGNIFICANCE_COLUMNS = ("label", "latent", "r", "positives", "p", "q", "significant", "explained_by", "explanation")
 
 @dataclass(frozen=True)
 class SAERun:
@@ -269,6 +333,10 @@ class SAERun:
     def sae(self, device="cpu") -> SAE: return SAE.load(self.path / "model", device)
     def concepts(self) -> Concepts: return Concepts.load(self.path / "concepts")
     def comparison(self) -> pd.DataFrame: return pd.read_csv(self.path / "comparison.csv")
+    def significance(self) -> pd.DataFrame:
+        "Best latent per tested label with its permutation p and q (`confounds.latent_significance`) and explanation."
+        f = self.path / "significance.csv"
+        return pd.read_csv(f, keep_default_na=False, na_values=[""]) if f.is_file() else pd.DataFrame(columns=SIGNIFICANCE_COLUMNS)
     def names(self) -> dict[int, dict]:
         "`{latent: {'concept', 'description', 'evidence'}}` from the offline (or given) namer."
         return {int(k): v for k, v in json.loads((self.path / "names.json").read_text(encoding="utf-8")).items()}
@@ -282,16 +350,25 @@ def _sae_identity(store: ActivationStore, layer: str, pooling: str, rows: np.nda
     m = dict(store.manifest); m.pop("provenance", None); m.pop("updated", None)
     return fingerprint({"store": fingerprint(m), "layer": layer, "pooling": pooling, "rows": rows.tolist()})
 
-def _evaluate_sae(sae: SAE, store: ActivationStore, layer: str, pooling: str, rows: np.ndarray, namer, top: int):
-    "(named Concepts, comparison table, names) of a trained `sae` on the store rows `rows`."
+def _sae_significance(F: np.ndarray, meta: pd.DataFrame, audit) -> pd.DataFrame:
+    "Best latent per tested label, its permutation p / q, and (where significant) whether a flagged confound explains it."
+    if not audit.tested: return pd.DataFrame(columns=SIGNIFICANCE_COLUMNS)
+    sig = confounds.latent_significance(F, meta[audit.tested], n_perm=1000, seed=0)
+    why = [_explain(F[:, int(r.latent)] > 0, r.label, meta, audit) if r.significant else ("", "") for r in sig.itertuples()]
+    sig["explained_by"], sig["explanation"] = [w[0] for w in why], [w[1] for w in why]
+    return sig[list(SIGNIFICANCE_COLUMNS)]
+
+def _evaluate_sae(sae: SAE, store: ActivationStore, layer: str, pooling: str, rows: np.ndarray, namer, top: int, audit):
+    """(named Concepts, comparison table, names, significance) of a trained `sae` on the store rows `rows`; labels
+    the audit does not test (too few positives) are left out of the comparison and the significance."""
     X = np.asarray(store.load(layer, pooling)[rows], dtype=np.float32)
     F = encode_all(sae, X)
     all_ids = store.ids                                    # one copy of the index, not one per row
     ids = [all_ids[r] for r in rows]
     concepts = sae_concepts(sae, X, ids=ids, explained=layer, top=top)
     sub = store.index.iloc[rows].reset_index(drop=True)
-    labels = store.labels.iloc[rows].reset_index(drop=True) if store.label_names else None
-    if labels is not None and len(labels.columns):
+    labels = store.labels.iloc[rows].reset_index(drop=True)[audit.tested] if audit.tested else None
+    if labels is not None:
         comparison = compare_tables(X, F, labels)
     else:
         comparison = pd.DataFrame(columns=["subset", "label", "n_pos", "n_neg", "raw_dim", "raw_r", "raw_entropy",
@@ -303,8 +380,8 @@ def _evaluate_sae(sae: SAE, store: ActivationStore, layer: str, pooling: str, ro
     latents = [int(c.info["latent"]) for c in concepts.concepts]
     names = name_latents(namer, latents, context)
     concepts = concepts.with_names({f"latent{j}": n.concept for j, n in names.items()})
-    return concepts, comparison, {j: {"concept": n.concept, "description": n.description, "evidence": n.evidence}
-                                  for j, n in names.items()}
+    names = {j: {"concept": n.concept, "description": n.description, "evidence": n.evidence} for j, n in names.items()}
+    return concepts, comparison, names, _sae_significance(F, table, audit)
 
 def _default_run_name(layer: str, pooling: str, config: SAEConfig) -> str:
     sparsity = f"l1{config.l1:g}" if config.architecture == "relu" else f"k{config.k}"
@@ -335,9 +412,11 @@ def train_sae(self: Study, layer: str | None = None, config: SAEConfig | None = 
     try:
         X = np.asarray(store.load(layer, pool)[rows], dtype=np.float32)
         sae = train_sae(X, config, out_dir=staging / "model", ids=list(np.asarray(store.ids, dtype=object)[rows]), progress=progress)
-        concepts, comparison, names = _evaluate_sae(sae, store, layer, pool, rows, namer or OfflineNamer(), top)
+        concepts, comparison, names, significance = _evaluate_sae(sae, store, layer, pool, rows, namer or OfflineNamer(),
+                                                                  top, self.audit())
         concepts.save(staging / "concepts")
         _write_csv_atomic(staging / "comparison.csv", comparison)
+        _write_csv_atomic(staging / "significance.csv", significance)
         write_json_atomic(staging / "names.json", {str(j): v for j, v in names.items()})
         write_json_atomic(staging / SAE_RUN_FILE, {
             "format": SAE_RUN_FORMAT, "version": 1, "layer": layer, "pooling": pool, "config": config.to_dict(),

@@ -402,16 +402,18 @@ def findings(sweep: Sweep, labels=None, *, min_purity: float = 0.8, min_size: in
     return pd.DataFrame(out, columns=list(FINDING_COLUMNS))
 
 def finding_lines(table: pd.DataFrame) -> list[str]:
-    "One sentence per row of `findings`."
+    "One sentence per row of `findings`; its `explanation` (the confound check of `Study.findings`) after a dash."
     lines = []
     for r in table.itertuples():
+        why = getattr(r, "explanation", "")
+        why = f" — {why}" if isinstance(why, str) and why else ""
         st = "" if pd.isna(r.stability) else f", stability {r.stability:.2f}"
         if r.organised:
             lines.append(f"{r.label}: first organised at {r.pair} ({r.concept}: {r.size} images, {r.purity:.0%} {r.label} "
-                         f"vs {r.overall:.0%} overall, q={r.q:.1e}{st})")
+                         f"vs {r.overall:.0%} overall, q={r.q:.1e}{st}){why}")
         elif r.pair:
             lines.append(f"{r.label}: no transition organises it (best: {r.pair} {r.concept}, {r.size} images, "
-                         f"{r.purity:.0%} vs {r.overall:.0%} overall{st})")
+                         f"{r.purity:.0%} vs {r.overall:.0%} overall{st}){why}")
         else:
             lines.append(f"{r.label}: no reported concept of the minimum size mentions it")
     return lines

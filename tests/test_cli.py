@@ -2,6 +2,7 @@
 report), resumption, and one-line errors for wrong paths, formats, studies and an unreachable hub."""
 import re
 import json
+from html import escape
 import os
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 
 from medinterp.cli import main
-from medinterp.sweep import finding_lines, findings
+from medinterp.sweep import finding_lines
 from medinterp.study import Study
 
 CALL = "import sys; from medinterp.cli import main; sys.exit(main(sys.argv[1:]))"
@@ -41,7 +42,9 @@ def test_demo_summary_is_true_of_its_study(demo_run):
     study = Study.open(out)
     lines = stdout.splitlines()
     assert lines[0].startswith(f"study {out}: 150 images, ")
-    table = findings(study.sweep)
+    assert lines[1:1 + len(study.audit().lines())] == study.audit().lines()   # the data audit comes first
+    table = study.findings()
+    assert set(table["label"]) == set(study.audit().tested)
     for line in finding_lines(table): assert line in lines, (line, stdout)
     for s in study.sweep.summaries():                 # the transition summaries and the depth profile are printed
         if s["direction"] == "10": assert any(l.startswith(s["text"]) for l in lines), s
@@ -102,3 +105,48 @@ def test_unreachable_hub_fails_fast_with_advice(tmp_path):
                   env={"HF_HOME": str(tmp_path / "hf")})
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "local-dir" in r.stderr, r.stderr
+
+
+@pytest.fixture(scope="module")
+def cxr_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "cxr"
+    r = medinterp("--quiet", "demo", "--data", "cxr-demo", "--out", out, "--model-steps", 3)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return out, r.stdout
+
+
+def test_cxr_demo_study_audits_first_and_tests_only_testable_labels(cxr_run):
+    "The real-X-ray study from the repository's own images: audit first, findings only for labels with >= 10 positives."
+    out, stdout = cxr_run
+    study, lines = Study.open(out), stdout.splitlines()
+    assert lines[0].startswith(f"study {out}: 241 images, ") and "xray-vit" in lines[0]
+    audit = study.audit()
+    assert lines[1:1 + len(audit.lines())] == audit.lines()
+    assert ("COVID-19", "source") in set(zip(audit.confounded["label"], audit.confounded["column"]))
+    too_few = [l for l in lines if l.startswith("too few to test")]
+    assert len(too_few) == 1 and "Pneumocystis (1 positive)" in too_few[0]
+    tested = set(audit.tested)
+    assert tested and "Pneumocystis" not in tested
+    said = {l.split(":")[0] for l in lines if re.match(r"^[A-Za-z0-9_ -]+: (first organised|no transition|no reported)", l)}
+    assert said == tested                                            # one finding line per tested label, no other
+    table = study.findings()
+    for line in finding_lines(table): assert line in lines
+    for r in table[table["explained_by"] != ""].itertuples():       # an explained finding names a flagged confound
+        assert set(r.explained_by.split(", ")) <= set(audit.confounds(r.label)) and "explained by" in r.explanation
+    sae = [l for l in lines if l.startswith("SAE ")]
+    assert len(sae) == 1 and "Pneumocystis" not in sae[0]
+    sig = study.sae_run().significance()
+    assert set(sig["label"]) == tested and sig["q"].between(0, 1).all()
+    html = study.report_path.read_text(encoding="utf-8")              # every concept's confound check is in the report
+    assert html.index('id="audit"') < html.index('id="summary"')
+    for i in range(len(study.sweep.pairs)):
+        for r in study.explanations(i, "10").itertuples(): assert escape(r.explanation, quote=True) in html
+    record = json.loads((out / "model").glob("xray-vit-*/metrics.json").__next__().read_text())
+    assert set(record["targets"]) == {"finding_group=covid-19", "view=AP"}
+
+
+def test_cxr_demo_options_are_checked(tmp_path):
+    r = medinterp("demo", "--data", "cxr-demo", "--n", 10, "--out", tmp_path / "x")
+    assert r.returncode == 2 and "--n and --model-images are for --data phantoms" in r.stderr
+    r = medinterp("demo", "--backbone", "biomedclip-random", "--out", tmp_path / "y")
+    assert r.returncode == 2 and "for --data cxr-demo" in r.stderr

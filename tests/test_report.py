@@ -323,12 +323,16 @@ def test_chromium_renders_offline(built, tmp_path):
 
 
 def test_summary_comes_first_and_is_read_from_the_study(built):
-    from medinterp.sweep import finding_lines, findings
+    from medinterp.sweep import finding_lines
     s, _, _, page = built
     p = Page(page)
-    assert "summary" in p.ids and page.index('id="summary"') < page.index('id="overview"') < page.index('id="pairs"')
+    assert "summary" in p.ids and page.index('id="audit"') < page.index('id="summary"') < page.index('id="overview"') < page.index('id="pairs"')
     summary = page[page.index('id="summary"'):page.index('id="provenance"')]
-    for line in finding_lines(findings(s.sweep)): assert esc(line) in summary
+    table = s.findings()                                          # the labels the audit tests, with the confound check
+    assert set(table["label"]) == set(s.audit().tested)
+    for line in finding_lines(table): assert esc(line) in summary
+    audit = page[page.index('id="audit"'):page.index('id="summary"')]
+    for label in s.audit().too_few.index: assert esc(label) in audit  # listed once as too few to test, not analysed
     words = re.sub(r"<[^>]+>", "", summary)                       # the kinds are set in bold
     for x in s.sweep.summaries(): assert esc(x["sentences"][0]) in words
     assert 'alt="depth profile"' in summary
