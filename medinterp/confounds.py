@@ -23,8 +23,9 @@ from .concepts import fisher_exact_two_sided
 
 # %% auto #0
 __all__ = ['STATUSES', 'LABEL_STATUS_COLUMNS', 'SKIPPED_COLUMNS', 'STRUCTURAL_COLUMNS', 'AUDIT_COLUMNS', 'AUDIT_CSV',
-           'AUDIT_LABELS_CSV', 'AUDIT_JSON', 'AUDIT_FORMAT', 'LATENT_SIGNIFICANCE_COLUMNS', 'label_status', 'Audit',
-           'audit', 'mantel_haenszel', 'Stratified', 'explained_by', 'explain', 'latent_significance']
+           'AUDIT_LABELS_CSV', 'AUDIT_JSON', 'AUDIT_FORMAT', 'LATENT_SIGNIFICANCE_COLUMNS', 'label_status',
+           'same_grouping', 'Audit', 'audit', 'mantel_haenszel', 'Stratified', 'explained_by', 'explain',
+           'latent_significance']
 
 # %% ../nbs/07a_confounds.ipynb #5b48fafa
 STATUSES = ("tested", "too few positives", "too few negatives", "one class")
@@ -166,6 +167,16 @@ def _skip_reason(s: pd.Series, column: str) -> str:
     return ("no known values" if len(known) == 0 else "one value" if distinct == 1
             else "identifier" if distinct == len(known) else f"unsupported type ({s.dtype})")
 
+def same_grouping(table: pd.DataFrame, columns=None) -> dict[str, str]:
+    """`{column: earlier column}` for each of `columns` (default: all) that groups the rows exactly as an earlier one
+    does: the same rows unknown and a one-to-one map between the known values (`source_repo` beside `source`)."""
+    first, out = {}, {}
+    for c in (table.columns if columns is None else columns):
+        codes = pd.factorize(table[c].map(lambda v: None if pd.isna(v) else str(v)), use_na_sentinel=True)[0]
+        same = first.setdefault(codes.tobytes(), c)
+        if same != c: out[c] = same
+    return out
+
 def _candidates(df: pd.DataFrame, label_names, kinds: dict, columns=None):
     "`({column: values}, skipped frame)`: the columns to test against the labels, and those that cannot be tested."
     if columns is None:
@@ -178,11 +189,8 @@ def _candidates(df: pd.DataFrame, label_names, kinds: dict, columns=None):
     kept = enrichment_table(df[considered]) if considered else pd.DataFrame()
     cands = {c: kept[c] for c in considered if c in kept.columns and c != "id"}
     skipped = [(c, kinds.get(c, "other"), _skip_reason(df[c], c)) for c in considered if c not in cands]
-    first = {}                                       # a column grouping the images exactly as an earlier one adds nothing
-    for c in list(cands):
-        codes = pd.factorize(cands[c].map(lambda v: None if pd.isna(v) else str(v)), use_na_sentinel=True)[0]
-        same = first.setdefault(codes.tobytes(), c)
-        if same != c: skipped.append((c, kinds.get(c, "other"), f"same grouping as {same}")); del cands[c]
+    for c, same in same_grouping(pd.DataFrame(cands)).items():
+        skipped.append((c, kinds.get(c, "other"), f"same grouping as {same}")); del cands[c]
     return cands, _typed(pd.DataFrame(skipped, columns=list(SKIPPED_COLUMNS)), SKIPPED_COLUMNS)
 
 # %% ../nbs/07a_confounds.ipynb #ad6d12f3

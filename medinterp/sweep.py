@@ -18,6 +18,7 @@ import pandas as pd
 
 from .compare import knn_overlap, linear_cka
 from .concepts import Concepts, enrichment, enrichment_table, name_concepts
+from .confounds import same_grouping
 from fastcore.basics import patch
 
 from .core import dumps, fingerprint, provenance, write_bytes_atomic, write_json_atomic
@@ -206,12 +207,14 @@ def rdx_sweep(store, layers=None, config: RDXConfig | None = None, out_dir=None,
     ids = index["id"].to_numpy()[rows].tolist()
     table = enrichment_table(index.iloc[rows].reset_index(drop=True), store.label_names,
                              None if extra is None else _align_extra(extra, ids))
+    merged = same_grouping(table, [c for c in table.columns if c not in ("id", *store.label_names)])
+    table = table.drop(columns=list(merged))                  # recorded in sweep.json, not tested twice
     chosen = _choose_engine(engine, n)
     ident = _store_identity(store)
     record = {"format": SWEEP_FORMAT, "version": 1, "store": str(store.path), "store_identity": ident,
               "layers": layers, "poolings": pooling, "engine": chosen, "landmarks": landmarks if chosen == "landmarks" else None,
               "config": config.to_dict(), "rows": rows.tolist(), "excluded": excluded,
-              "label_names": list(store.label_names), "kinds": {c: k for c, k in store.kinds.items() if k in KINDS},
+              "label_names": list(store.label_names), "merged_columns": merged, "kinds": {c: k for c, k in store.kinds.items() if k in KINDS},
               "pairs": [{"a": a, "b": b, "dir": pair_dirname(i, a, b)} for i, (a, b) in enumerate(pairs)],
               "provenance": provenance()}
     out.mkdir(parents=True, exist_ok=True)
