@@ -167,12 +167,16 @@ def _skip_reason(s: pd.Series, column: str) -> str:
     return ("no known values" if len(known) == 0 else "one value" if distinct == 1
             else "identifier" if distinct == len(known) else f"unsupported type ({s.dtype})")
 
-def same_grouping(table: pd.DataFrame, columns=None) -> dict[str, str]:
+def same_grouping(table: pd.DataFrame, columns=None, max_levels: int = 30) -> dict[str, str]:
     """`{column: earlier column}` for each of `columns` (default: all) that groups the rows exactly as an earlier one
-    does: the same rows unknown and a one-to-one map between the known values (`source_repo` beside `source`)."""
+    does: the same rows unknown and a one-to-one map between the known values (`source_repo` beside `source`). Only
+    columns with at most `max_levels` values that repeat take part (two measurements that differ on every image are
+    not one grouping)."""
     first, out = {}, {}
     for c in (table.columns if columns is None else columns):
         codes = pd.factorize(table[c].map(lambda v: None if pd.isna(v) else str(v)), use_na_sentinel=True)[0]
+        levels = codes.max(initial=-1) + 1
+        if levels > max_levels or levels == (codes >= 0).sum(): continue
         same = first.setdefault(codes.tobytes(), c)
         if same != c: out[c] = same
     return out
@@ -433,6 +437,9 @@ def _stratified_text(label: str, where: str, confound: str, s: dict, counts: np.
         return f"{crude}, but within {where} {what}: explained by {confound}"
     within = f"within {where} {_pct(s['within_members'])} vs {_pct(s['within_nonmembers'])}"
     if s["explained"]: return f"{crude}, but {within} (CMH p = {s['cmh_p']:.2g}): explained by {confound}"
+    if s["cmh_p"] >= s["alpha"]:
+        return (f"{crude}, and {within} (CMH p = {s['cmh_p']:.2g}): the difference persists but is not significant "
+                f"within {confound}: too few images to tell whether {confound} explains it")
     return f"{crude}, and {within} (CMH p = {s['cmh_p']:.2g}): not explained by {confound}"
 
 def explained_by(members, label, strata, *, confound: str = "confound", label_name: str = "label",
@@ -466,7 +473,8 @@ def explained_by(members, label, strata, *, confound: str = "confound", label_na
         return Stratified(**s, crude_p=math.nan, testable=False, explained=False,
                           text=f"{label_name} against membership cannot be tested: {why}{where}")
     s["crude_p"] = float(fisher_exact_two_sided(A, A + B, A + C, s["n"]))
-    s["explained"] = s["crude_p"] < alpha and (k == 0 or p >= alpha)
+    shrinks = k == 0 or abs(s["within_members"] - s["within_nonmembers"]) < 0.5 * abs(s["share_members"] - s["share_nonmembers"])
+    s["explained"] = s["crude_p"] < alpha and (k == 0 or p >= alpha) and shrinks
     where = f"each {confound} band" if kind in ("numeric", "age") else f"each {confound}"
     return Stratified(**s, testable=True, text=_stratified_text(str(label_name), where, str(confound), s, counts))
 

@@ -19,6 +19,7 @@ import pandas as pd
 
 from . import confounds
 from .concepts import Concepts, _unit_image
+from .data import BASE_META
 from .core import Config, fingerprint, provenance, write_json_atomic, write_text_atomic
 from .evaluate import NamingContext, OfflineNamer, compare_tables, concept_latents, latent_concepts, name_latents
 from .extract import ActivationStore, extract
@@ -266,9 +267,18 @@ def audit(self: Study, *, min_positives: int = 10, threshold: float = 0.5) -> co
     a.save(self.path / AUDIT_DIR)
     return a
 
+def _checked_columns(audit, label: str) -> list[str]:
+    """The columns a result about `label` is checked against: its flagged confounds and every source column; source
+    columns first, medinterp's own (`data.BASE_META`, e.g. `source`) before a collection's extra ones."""
+    t = audit.table[audit.table["label"] == label]
+    cols = list(dict.fromkeys([*audit.confounds(label), *t.loc[t["kind"] == "source", "column"]]))
+    kind = dict(zip(t["column"], t["kind"]))
+    return sorted(cols, key=lambda c: (kind.get(c) != "source", c not in BASE_META))   # stable: strongest first within
+
 def _explain(members: np.ndarray, label: str, meta: pd.DataFrame, audit) -> tuple[str, str]:
-    "(confounds that explain the enrichment of `label` among `members`, the sentences) for the label's flagged confounds."
-    strata = {c: meta[c] for c in audit.confounds(label) if c in meta.columns}
+    """(confounds that explain the enrichment of `label` among `members`, the sentences), checked against the label's
+    flagged confounds and every source column (`_checked_columns`)."""
+    strata = {c: meta[c] for c in _checked_columns(audit, label) if c in meta.columns}
     found = [s for s in confounds.explain(members, meta[label], strata, label_name=label) if s.testable] if strata else []
     yes, no = [s for s in found if s.explained], [s for s in found if not s.explained]
     text = yes[0].text if yes else no[0].text if no else ""
@@ -300,13 +310,13 @@ def findings(self: Study, *, min_positives: int = 10, threshold: float = 0.5, **
 # %% ../nbs/13_study.ipynb #887e3dd3
 @patch
 def explanations(self: Study, pair, direction: str = "10", *, max_q: float = 0.05) -> pd.DataFrame:
-    """For every reported concept of one direction of `pair` and every tested label with flagged confounds that the
-    concept over-represents (q < `max_q`): the label's share in and overall, `explained_by` and `explanation`."""
+    """For every reported concept of one direction of `pair` and every tested label it over-represents (q < `max_q`):
+    the label's share in and overall, and the check against the label's flagged confounds and source columns."""
     sw, a = self.sweep, self.audit()
     if sw is None: raise FileNotFoundError(f"the study {self.path} has no RDX sweep: run study.run_rdx() first")
     concepts, enr = sw.concepts(pair, direction), sw.enrichment(pair, direction)
     meta, rows = self.metadata().iloc[sw.rows].reset_index(drop=True), []
-    labels = [x for x in a.tested if a.confounds(x)]
+    labels = [x for x in a.tested if _checked_columns(a, x)]
     hit = enr[enr["column"].isin(labels) & enr["value"].astype(str).isin(["1", "1.0"]) & (enr["q"] < max_q)
               & (enr["lift"] > 1) & enr["concept"].isin(concepts.keys)]
     for r in hit.itertuples():

@@ -131,8 +131,11 @@ def test_cxr_demo_study_audits_first_and_tests_only_testable_labels(cxr_run):
     assert said == tested                                            # one finding line per tested label, no other
     table = study.findings()
     for line in finding_lines(table): assert line in lines
-    for r in table[table["explained_by"] != ""].itertuples():       # an explained finding names a flagged confound
-        assert set(r.explained_by.split(", ")) <= set(audit.confounds(r.label)) and "explained by" in r.explanation
+    from medinterp.study import _checked_columns
+    for r in table[table["explained_by"] != ""].itertuples():       # an explained finding names a checked confound
+        assert set(r.explained_by.split(", ")) <= set(_checked_columns(audit, r.label)) and "explained by" in r.explanation
+    assert _checked_columns(audit, "COVID-19")[0] == "source"       # source columns first, then the other flagged ones
+    assert set(audit.confounds("COVID-19")) <= set(_checked_columns(audit, "COVID-19"))
     sae = [l for l in lines if l.startswith("SAE ")]
     assert len(sae) == 1 and "Pneumocystis" not in sae[0]
     sig = study.sae_run().significance()

@@ -417,3 +417,16 @@ def test_real_cxr_demo_flags_covid_by_source():
     assert "finding_group" not in set(a.table["column"]) and "Pneumocystis" in a.too_few.index
     assert {"source_path": "identifier", "license_class": "one value"}.items() <= \
         a.skipped.set_index("column")["reason"].to_dict().items()
+
+
+def test_a_persisting_but_underpowered_difference_is_not_called_explained():
+    "Too few images within strata to reach significance, but the difference stays: 'too few to tell', not 'explained'."
+    source = np.array(["Hannover"] * 34 + ["NIH"] * 60)
+    members = np.zeros(94, bool); members[:8] = True; members[34:36] = True
+    label = np.zeros(94)
+    label[:6] = 1; label[8:21] = 1                  # Hannover: 6 of 8 members, 13 of 26 others
+    label[34] = 1; label[36:39] = 1                 # NIH: 1 of 2 members, 3 of 58 others
+    r = explained_by(members, label, source, confound="source", label_name="No Finding")
+    assert r.crude_p < 0.01 and r.cmh_p > 0.05 and r.informative == 2
+    assert np.isclose(r.within_members, 0.7) and np.isclose(r.within_nonmembers, (8 * 13 / 26 + 2 * 3 / 58) / 10)
+    assert not r.explained and "too few images to tell" in r.text, r.text
