@@ -43,9 +43,33 @@ def test_settings_pins():
     assert {"pytest>=7.4", "hypothesis>=6.80"} <= set(cfg["DEFAULT"]["dev_requirements"].split())
 
 
-def test_notebooks_carry_no_outputs():
+def _executed(nb) -> bool:
+    "The index and the tutorials are committed executed; library notebooks without outputs."
+    return nb.name == "index.ipynb" or nb.parent.name == "tutorials"
+
+
+def test_library_notebooks_carry_no_outputs():
     import json
     for nb in (ROOT / "nbs").rglob("*.ipynb"):
+        if _executed(nb): continue
         cells = json.loads(nb.read_text(encoding="utf-8"))["cells"]
         dirty = [i for i, c in enumerate(cells) if c.get("outputs") or c.get("execution_count")]
         assert not dirty, f"{nb.name}: cells {dirty} carry outputs (run nbdev_clean)"
+
+
+def test_tutorials_are_committed_executed():
+    "Written by `python .ci/execute_tutorials.py`: outputs present, portable, cleaned, each notebook <= 3 MB."
+    import json
+    flags = re.compile(r"^#\|\s*(slow|weights|data)\s*$", re.M)
+    for nb in sorted((ROOT / "nbs").rglob("*.ipynb")):
+        if not _executed(nb): continue
+        text = nb.read_text(encoding="utf-8")
+        assert len(text.encode("utf-8")) <= 3_000_000, f"{nb.name} is over 3 MB"
+        code = [c for c in json.loads(text)["cells"] if c["cell_type"] == "code"]
+        runnable = [c for c in code if not flags.search("".join(c["source"]))]
+        with_out = [c for c in runnable if c.get("outputs")]
+        assert len(with_out) >= max(1, len(runnable) // 3), \
+            f"{nb.name}: {len(with_out)} of {len(runnable)} cells carry outputs; run python .ci/execute_tutorials.py"
+        assert not any(c.get("execution_count") for c in code), f"{nb.name}: execution counts (run nbdev_clean)"
+        assert str(ROOT) not in text and "/tmp/" not in text, f"{nb.name}: outputs hold a machine path"
+        assert "application/vnd.jupyter.widget-view+json" not in text, f"{nb.name}: a widget view without its state"
