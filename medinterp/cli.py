@@ -134,7 +134,7 @@ def demo(out="runs/demo", n: int = 2500, *, seed: int = 1, model_images: int = 2
 CXR_TARGETS = ("finding_group=covid-19", "view=AP")
 CONTROL_BACKBONE = "biomedclip-random"
 
-def _backbone_for(key: str, out: Path, progress: bool):
+def _backbone_for(key: str, out: Path):
     "A backbone key, or the control `biomedclip-random` (BiomedCLIP's architecture, random weights, written into `out`)."
     if key != CONTROL_BACKBONE: return load_backbone(key, "cpu")
     from medinterp.models import write_biomedclip_shaped
@@ -159,7 +159,7 @@ def cxr_demo_study(out="runs/cxr-demo", *, backbone: str | None = None, full: bo
     confounds.audit(ds).save(study.path / "audit")            # the data, audited before any model
     if backbone is None:
         bb = xray_vit(ds, targets, cache_dir=out / "model", config=model_config, progress=progress).backbone()
-    else: bb = _backbone_for(backbone, out, progress)
+    else: bb = _backbone_for(backbone, out)
     return _extract_and_analyse(study, ds, bb, rdx_config or RDXConfig(n_clusters=6), sae_config, report, progress)
 
 # %% ../nbs/16_cli.ipynb #d98b413c

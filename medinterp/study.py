@@ -173,7 +173,8 @@ def extract(self: Study, dataset, backbone, layers=None, *, pooling=("cls", "mea
             **kwargs) -> ActivationStore:
     """Stage 1: `extract.extract(dataset, backbone, layers, <study>/activations, pooling=..., **kwargs)`, then the
     thumbnails and image statistics (`write_images`). Rerunning resumes or skips finished work."""
-    self.__dict__.pop("store", None)
+    stale = [k for k in self.__dict__ if k == "store" or (isinstance(k, tuple) and k[0] == "audit")]
+    for k in stale: del self.__dict__[k]                      # a new store: its audit is recomputed too
     kwargs.setdefault("verbose", False)
     self.__dict__["store"] = extract(dataset, backbone, layers, self.activations_dir, pooling=pooling, progress=progress, **kwargs)
     write_images(self, dataset, progress=progress)
@@ -262,10 +263,14 @@ AUDIT_DIR = "audit"
 @patch
 def audit(self: Study, *, min_positives: int = 10, threshold: float = 0.5) -> confounds.Audit:
     """The data audit of the study's images (`confounds.audit` of the store: labels with at least `min_positives`
-    positives and negatives against every metadata column; confounded above `threshold`), also written to `audit/`."""
-    a = confounds.audit(self.store, min_positives=min_positives, threshold=threshold)
-    a.save(self.path / AUDIT_DIR)
-    return a
+    positives and negatives against every metadata column; confounded above `threshold`), written to `audit/`.
+    Computed once per opened store and thresholds (the report and `findings` ask for it many times)."""
+    key = ("audit", min_positives, threshold)
+    if key not in self.__dict__:
+        a = confounds.audit(self.store, min_positives=min_positives, threshold=threshold)
+        a.save(self.path / AUDIT_DIR)
+        self.__dict__[key] = a
+    return self.__dict__[key]
 
 def _checked_columns(audit, label: str) -> list[str]:
     """The columns a result about `label` is checked against: its flagged confounds and every source column; source
