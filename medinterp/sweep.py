@@ -404,21 +404,24 @@ def findings(sweep: Sweep, labels=None, *, min_purity: float = 0.8, min_size: in
         out.append({**pick, "organised": first is not None})
     return pd.DataFrame(out, columns=list(FINDING_COLUMNS))
 
+
+# %% ../nbs/09_sweep.ipynb #4c5fb89a
+def _finding_line(r) -> str:
+    why = getattr(r, "explanation", "")
+    why = f" — {why}" if isinstance(why, str) and why else ""
+    st = "" if pd.isna(r.stability) else f", stability {r.stability:.2f}"
+    if r.organised:
+        return (f"{r.label}: first organised at {r.pair} ({r.concept}: {r.size} images, {r.purity:.0%} {r.label} "
+                f"vs {r.overall:.0%} overall, q={r.q:.1e}{st}){why}")
+    return (f"{r.label}: no transition organises it (best: {r.pair} {r.concept}, {r.size} images, "
+            f"{r.purity:.0%} vs {r.overall:.0%} overall{st}){why}")
+
 def finding_lines(table: pd.DataFrame) -> list[str]:
-    "One sentence per row of `findings`; its `explanation` (the confound check of `Study.findings`) after a dash."
-    lines = []
-    for r in table.itertuples():
-        why = getattr(r, "explanation", "")
-        why = f" — {why}" if isinstance(why, str) and why else ""
-        st = "" if pd.isna(r.stability) else f", stability {r.stability:.2f}"
-        if r.organised:
-            lines.append(f"{r.label}: first organised at {r.pair} ({r.concept}: {r.size} images, {r.purity:.0%} {r.label} "
-                         f"vs {r.overall:.0%} overall, q={r.q:.1e}{st}){why}")
-        elif r.pair:
-            lines.append(f"{r.label}: no transition organises it (best: {r.pair} {r.concept}, {r.size} images, "
-                         f"{r.purity:.0%} vs {r.overall:.0%} overall{st}){why}")
-        else:
-            lines.append(f"{r.label}: no reported concept of the minimum size mentions it")
+    """One sentence per row of `findings` that some reported concept mentions (its `explanation`, the confound check
+    of `Study.findings`, after a dash), then one line listing the labels no reported concept mentions."""
+    lines = [_finding_line(r) for r in table.itertuples() if r.organised or r.pair]
+    unseen = [str(l) for l, p in zip(table["label"], table["pair"]) if not p]
+    if unseen: lines.append(f"not mentioned by any reported concept of the minimum size: {', '.join(unseen)}")
     return lines
 
 # %% ../nbs/09_sweep.ipynb #566de3ab
