@@ -7,8 +7,11 @@ lesson before running it (library notebooks stay without outputs).
 
 Cells flagged `#| slow`, `#| weights` or `#| data` are not run (as under `nbdev_test`) and keep no output. Outputs are
 made portable: the checkout's path, the home folder and temporary folders are replaced by placeholders, widget views
-(whose state is not saved) are reduced to their text, and execution counts and metadata go (`nbdev_clean`). Each
-notebook must end up at most 3 MB with at least one output; the script exits 1 otherwise, naming the notebook.
+(whose state is not saved) are reduced to their text, a picture shown as both PNG and JPEG keeps the PNG, and
+execution counts and metadata go (`nbdev_clean`). Each notebook must end up at most 3 MB with at least one output, with
+every figure as a static image (an interactive plotly figure without a PNG beside it fails: no viewer shows it), and
+its prose must quote no number its cells do not compute (`claims.py`); the script exits 1 otherwise, naming the
+notebook and the reason.
 """
 from __future__ import annotations
 
@@ -24,10 +27,14 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from claims import unsupported  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 MAX_BYTES = 3_000_000
 FLAGS = ("slow", "weights", "data")
 WIDGET = "application/vnd.jupyter.widget-view+json"
+PLOTLY = "application/vnd.plotly.v1+json"
 
 
 def notebooks(paths) -> list[Path]:
@@ -56,6 +63,7 @@ def scrub_output(out: dict) -> dict | None:
         if WIDGET in data:                                  # its state is not saved: keep the text fallback only
             data = {k: v for k, v in data.items() if k == "text/plain"}
             if not data: return None
+        if "image/png" in data: data.pop("image/jpeg", None)     # PIL images come as both: one picture is enough
         out["data"] = {k: scrub_text(v) if isinstance(v, str) and not k.startswith("image/") else v
                        for k, v in data.items()}
     if "text" in out: out["text"] = scrub_text(out["text"])
@@ -83,6 +91,17 @@ def execute(path: Path, dest: Path, timeout: int) -> tuple[float, int]:
     return time.perf_counter() - t0, dest.stat().st_size
 
 
+def problems_of(path: Path, size: int) -> list[str]:
+    "What is wrong with an executed notebook: size, no output, interactive-only figures, unsupported prose claims."
+    nb = nbformat.read(path, as_version=4)
+    outs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    out = [f"{size / 1e6:.2f} MB is over {MAX_BYTES / 1e6:g} MB"] if size > MAX_BYTES else []
+    if not outs: out.append("no cell has an output")
+    if any(PLOTLY in o.get("data", {}) and "image/png" not in o.get("data", {}) for o in outs):
+        out.append("a plotly figure without a static PNG (show a picture instead, or beside it)")
+    return out + unsupported(path)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("paths", nargs="*", help="notebooks (default: nbs/index.ipynb and nbs/tutorials/*.ipynb)")
@@ -95,14 +114,13 @@ def main(argv=None) -> int:
         for path in notebooks(a.paths):
             dest = tmp / path.name if a.check else path
             seconds, size = execute(path, dest, a.timeout)
-            n_out = sum(bool(c.get("outputs")) for c in nbformat.read(dest, as_version=4).cells if c.cell_type == "code")
-            ok = size <= MAX_BYTES and n_out > 0
-            print(f"{path.relative_to(ROOT)}: {seconds:.0f} s, {size / 1e6:.2f} MB, {n_out} cells with output"
-                  + ("" if ok else "  <-- too large or no output"))
-            if not ok: bad.append(path.name)
+            problems = problems_of(dest, size)
+            print(f"{path.relative_to(ROOT)}: {seconds:.0f} s, {size / 1e6:.2f} MB" +
+                  "".join(f"\n  <-- {p}" for p in problems))
+            if problems: bad.append(path.name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    if bad: print(f"failed: {', '.join(bad)} (limit {MAX_BYTES / 1e6:g} MB, at least one output)", file=sys.stderr)
+    if bad: print(f"failed: {', '.join(bad)}", file=sys.stderr)
     return 1 if bad else 0
 
 

@@ -73,3 +73,42 @@ def test_tutorials_are_committed_executed():
         assert not any(c.get("execution_count") for c in code), f"{nb.name}: execution counts (run nbdev_clean)"
         assert str(ROOT) not in text and "/tmp/" not in text, f"{nb.name}: outputs hold a machine path"
         assert "application/vnd.jupyter.widget-view+json" not in text, f"{nb.name}: a widget view without its state"
+
+
+def _claims():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("claims", ROOT / ".ci" / "claims.py")
+    mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+    return mod
+
+
+def _notebook(tmp_path, prose: str, printed: str, code: str = "print(x)"):
+    import nbformat
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell(code)
+    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=printed)]
+    nb.cells = [nbformat.v4.new_markdown_cell(prose), cell]
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+def test_claims_check_catches_prose_that_contradicts_the_output(tmp_path):
+    "The check CI runs on freshly executed tutorials: a number or transition in prose must be computed or printed."
+    claims = _claims()
+    prose = "Correlation entropy is 0.72 for raw dimensions; opacity is first organised at b0→b1 (83 % vs 20 %)."
+    bad = claims.unsupported(_notebook(tmp_path, prose, "raw 0.810 SAE 0.724\nopacity: b3→b4 (83% vs 20%)"))
+    assert any("'0.72'" in b for b in bad) and any("b0→b1" in b for b in bad), bad
+    assert not any("83%" in b or "20%" in b for b in bad), bad
+    assert claims.unsupported(_notebook(tmp_path, prose, "raw 0.72 SAE 0.81\nopacity: b0→b1 (83 % vs 20 %)")) == []
+    cited = "MedSAE reports 2.38 vs 2.25 ([paper](https://arxiv.org/abs/2501.00000))."
+    assert claims.unsupported(_notebook(tmp_path, cited, "")) == []
+    assert claims.unsupported(_notebook(tmp_path, "We set γ = 0.05.", "", code="gamma = 0.05")) == []
+    assert claims.unsupported(_notebook(tmp_path, "<!-- claims: example run -->\nIt took 14.5 s.", "")) == []
+
+
+def test_committed_tutorials_quote_no_uncomputed_result():
+    claims = _claims()
+    constants = claims._library_constants()
+    bad = [line for nb in claims.notebooks() for line in claims.unsupported(nb, constants)]
+    assert not bad, "\n".join(bad)
