@@ -4,6 +4,7 @@ lesson before running it (library notebooks stay without outputs).
     python .ci/execute_tutorials.py                 # execute and write the outputs into the notebooks
     python .ci/execute_tutorials.py --check         # execute into a temporary folder; check, write nothing
     python .ci/execute_tutorials.py nbs/tutorials/02_learning_rdx.ipynb   # only these
+    python .ci/execute_tutorials.py --run-all       # every cell, flagged ones too, as "Run all" would; write nothing
 
 Cells flagged `#| slow`, `#| weights` or `#| data` are not run (as under `nbdev_test`) and keep no output. Outputs are
 made portable: the checkout's path, the home folder and temporary folders are replaced by placeholders, widget views
@@ -70,8 +71,8 @@ def scrub_output(out: dict) -> dict | None:
     return out
 
 
-def execute(path: Path, dest: Path, timeout: int) -> tuple[float, int]:
-    "Run `path` cell by cell (flagged cells skipped) and write it to `dest`; returns (seconds, bytes)."
+def execute(path: Path, dest: Path, timeout: int, every_cell: bool = False) -> tuple[float, int]:
+    "Run `path` cell by cell (flagged cells skipped unless `every_cell`) and write it to `dest`; returns (seconds, bytes)."
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}},
                             store_widget_state=False)
@@ -79,7 +80,7 @@ def execute(path: Path, dest: Path, timeout: int) -> tuple[float, int]:
     with client.setup_kernel():
         for i, cell in enumerate(nb.cells):
             if cell.cell_type != "code": continue
-            if flagged(cell): cell.outputs = []; continue
+            if flagged(cell) and not every_cell: cell.outputs = []; continue
             client.execute_cell(cell, i)
     for cell in nb.cells:
         if cell.cell_type == "code":
@@ -106,15 +107,17 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("paths", nargs="*", help="notebooks (default: nbs/index.ipynb and nbs/tutorials/*.ipynb)")
     p.add_argument("--check", action="store_true", help="execute into a temporary folder and check; write nothing")
+    p.add_argument("--run-all", action="store_true",
+                   help="as 'Run all' in JupyterLab: flagged cells too (they must say what is missing); implies --check")
     p.add_argument("--timeout", type=int, default=900, help="seconds per cell (default 900)")
     a = p.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="medinterp-execute-"))
     bad = []
     try:
         for path in notebooks(a.paths):
-            dest = tmp / path.name if a.check else path
-            seconds, size = execute(path, dest, a.timeout)
-            problems = problems_of(dest, size)
+            dest = tmp / path.name if a.check or a.run_all else path
+            seconds, size = execute(path, dest, a.timeout, every_cell=a.run_all)
+            problems = [] if a.run_all else problems_of(dest, size)
             print(f"{path.relative_to(ROOT)}: {seconds:.0f} s, {size / 1e6:.2f} MB" +
                   "".join(f"\n  <-- {p}" for p in problems))
             if problems: bad.append(path.name)
