@@ -1196,6 +1196,7 @@ d = { 'settings': { 'branch': 'main',
                                'medinterp.viz.side_by_side_figure': ('viz.html#side_by_side_figure', 'medinterp/viz.py'),
                                'medinterp.viz.snapshot_html': ('viz.html#snapshot_html', 'medinterp/viz.py'),
                                'medinterp.viz.snapshot_image': ('viz.html#snapshot_image', 'medinterp/viz.py'),
+                               'medinterp.viz.snapshot_scale': ('viz.html#snapshot_scale', 'medinterp/viz.py'),
                                'medinterp.viz.summaries_html': ('viz.html#summaries_html', 'medinterp/viz.py'),
                                'medinterp.viz.thumbnail': ('viz.html#thumbnail', 'medinterp/viz.py'),
                                'medinterp.viz.to_uint8': ('viz.html#to_uint8', 'medinterp/viz.py')}}}

@@ -23,7 +23,7 @@ from .core import provenance, write_text_atomic
 from .rdx import Snapshot, snapshot, snapshots
 from .viz import (CATEGORY_COLORS, DELTA_COLORSCALE, RANK_COLORSCALE, align_2d, delta_colors, depth_profile_image,
                            grid_image, pair_projection_image, png_bytes, project, rank_colors, save_png, snapshot_image,
-                           summaries_html, thumbnail)
+                           snapshot_scale, summaries_html, thumbnail)
 
 # %% auto #0
 __all__ = ['esc', 'script_json', 'scrub_paths', 'grid_picture', 'snapshot_picture', 'export_png', 'encode_tile', 'export_html']
@@ -346,16 +346,17 @@ def _grid(rows, captions, ncols: int) -> str:
 
 def _snapshot_block(snap: Snapshot, n: int, a: str, b: str, caption) -> str:
     "A probe snapshot in store rows as HTML: the probe beside its three rows, each image with its bars, and the key."
-    rows = []
+    rows, vmax = [], snapshot_scale(snap)
     for r in snap.rows:
-        cols = list(zip(rank_colors(r.rank_before, n), rank_colors(r.rank_after, n), delta_colors(r.delta, 1.0)))
+        cols = list(zip(rank_colors(r.rank_before, n), rank_colors(r.rank_after, n), delta_colors(r.delta, vmax)))
         near = [None] * len(r.indices) if r.was_near is None else [bool(x) for x in r.was_near]
         tiles = "".join(_tile(i, caption(i), bars=cols[j], vals=(r.rank_before[j], r.rank_after[j], r.delta[j]),
                               near=near[j]) for j, i in enumerate(r.indices))
         rows.append(f'<p class="rowt">{esc(r.title)}</p><div class="srow">{tiles}</div>')
     key = (f'<p class="legend">Bars under each image: rank distance to the probe in {esc(a)} (before), then in '
            f'{esc(b)} (after): <i class="g-rank"></i> near (rank 1) to far (rank {max(n - 1, 1):,}), log scale; '
-           f'then Δ: <i class="g-delta"></i> blue = pulled closer in {esc(b)}, white = unchanged, red = pushed away.</p>')
+           f'then Δ from −{vmax:g} to +{vmax:g} (the largest change shown): <i class="g-delta"></i> blue = pulled closer '
+           f'in {esc(b)}, white = unchanged, red = pushed away.</p>')
     return (f'<div class="snap"><div><p class="rowt">probe</p>{_tile(snap.probe, caption(snap.probe), hl=True)}</div>'
             f'<div class="rows">{"".join(rows)}{key}</div></div>')
 

@@ -23,9 +23,9 @@ from .phantoms import PhantomSet
 # %% auto #0
 __all__ = ['DELTA_COLORSCALE', 'RANK_COLORSCALE', 'NAN_COLOR', 'HIGHLIGHT_COLOR', 'PURITY_COLORSCALE', 'CATEGORY_COLORS',
            'to_uint8', 'thumbnail', 'png_bytes', 'data_uri', 'delta_colors', 'rank_colors', 'legend_image',
-           'grid_image', 'snapshot_image', 'snapshot_html', 'save_png', 'project', 'align_2d', 'scatter_figure',
-           'side_by_side_figure', 'depth_profile_figure', 'depth_profile_image', 'depth_profile_png', 'summaries_html',
-           'pair_projection_image']
+           'grid_image', 'snapshot_scale', 'snapshot_image', 'snapshot_html', 'save_png', 'project', 'align_2d',
+           'scatter_figure', 'side_by_side_figure', 'depth_profile_figure', 'depth_profile_image', 'depth_profile_png',
+           'summaries_html', 'pair_projection_image']
 
 # %% ../nbs/12_viz.ipynb #053959ce
 _LUMA = np.array([0.299, 0.587, 0.114])
@@ -263,11 +263,21 @@ def _snapshot_n(snap, n, n_images) -> int:
     ranks = np.concatenate([np.r_[r.rank_before, r.rank_after] for r in snap.rows] + [np.zeros(1)])
     return int(np.nanmax(ranks)) + 1
 
-def _snapshot_tiles(snap, images, size: int, n, vmax: float):
+def snapshot_scale(snap) -> float:
+    """The Δ scale of a snapshot's bars: the largest |Δ| of its shown images, rounded up to two significant digits
+    (1.0, Δ's bound, when nothing moved). Realistic Δ are small, so on ±1 the bars would be nearly white."""
+    d = np.abs(np.concatenate([np.asarray(r.delta, np.float64) for r in snap.rows] + [np.zeros(1)]))
+    top = float(np.nanmax(d)) if np.isfinite(d).any() else 0.0
+    if top <= 0: return 1.0
+    step = 10.0 ** (math.floor(math.log10(top)) - 1)
+    return min(1.0, math.ceil(top / step - 1e-9) * step)
+
+def _snapshot_tiles(snap, images, size: int, n, vmax: float | None):
     """([(row title, [(row, thumbnail, (rank-before, rank-after, Δ colours), was_near or None, (rank before, rank
     after, Δ))])], probe thumbnail, n)."""
     get, n_images = _image_source(images)
     n = _snapshot_n(snap, n, n_images)
+    vmax = snapshot_scale(snap) if vmax is None else vmax
     def thumb(i):
         try: return thumbnail(get(int(i)), size)
         except KeyError: raise
@@ -278,7 +288,7 @@ def _snapshot_tiles(snap, images, size: int, n, vmax: float):
         near = [None] * len(r.indices) if r.was_near is None else [bool(v) for v in r.was_near]
         rows.append((r.title, [(int(i), thumb(i), (cb[j], ca[j], cd[j]), near[j], (float(r.rank_before[j]),
                                 float(r.rank_after[j]), float(r.delta[j]))) for j, i in enumerate(r.indices)]))
-    return rows, thumb(snap.probe), n
+    return rows, thumb(snap.probe), n, vmax
 
 def _snapshot_header(snap) -> tuple[str, str]:
     what = f"concept {snap.concept}" if snap.concept else f"cluster {snap.cluster} (null: not a concept)"
@@ -289,10 +299,10 @@ def _layers(snap) -> tuple[str, str]:
     "(A, B) layer names: direction 10 clusters B, direction 01 clusters A."
     return (snap.scattered, snap.clustered) if snap.direction == "10" else (snap.clustered, snap.scattered)
 
-def snapshot_image(snap, images, *, size: int = 96, n: int | None = None, vmax: float = 1.0) -> np.ndarray:
+def snapshot_image(snap, images, *, size: int = 96, n: int | None = None, vmax: float | None = None) -> np.ndarray:
     "RGB picture of a `medinterp.rdx.Snapshot`: probe, three neighbour rows with rank/Δ bars, legend."
     from PIL import Image, ImageDraw
-    rows, probe, n = _snapshot_tiles(snap, images, size, n, vmax)
+    rows, probe, n, vmax = _snapshot_tiles(snap, images, size, n, vmax)
     font = _font(); lh = _line_height(font)
     M, G, BH = 10, 6, 6                                        # margin, gap between tiles, bar height
     k = max([len(ts) for _, ts in rows] + [1])
@@ -349,12 +359,12 @@ figcaption{{font-size:11px;color:#666;overflow:hidden;text-overflow:ellipsis;whi
 
 def _gradient_css(scale) -> str: return "linear-gradient(to right," + ",".join(f"{c} {100 * p:g}%" for p, c in scale) + ")"
 
-def snapshot_html(snap, images, title: str | None = None, *, size: int = 96, n: int | None = None, vmax: float = 1.0,
+def snapshot_html(snap, images, title: str | None = None, *, size: int = 96, n: int | None = None, vmax: float | None = None,
                   ids=None) -> str:
     """Self-contained HTML document of a `medinterp.rdx.Snapshot` (same content as `snapshot_image`; `ids`, if given,
     maps row -> image id for captions and tooltips)."""
     e = lambda s: html.escape(str(s), quote=True)
-    rows, probe, n = _snapshot_tiles(snap, images, size, n, vmax)
+    rows, probe, n, vmax = _snapshot_tiles(snap, images, size, n, vmax)
     name = lambda i: str(ids[i]) if ids is not None else f"row {i}"
     def figure(i, th, cols=None, near=None, vals=None) -> str:
         tip = f"row {i}" + (f" · {ids[i]}" if ids is not None else "")
