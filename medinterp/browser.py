@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import html
 import json
-import os
 import re
 import time
 from collections import OrderedDict
@@ -19,7 +18,7 @@ import pandas as pd
 
 from .compare import knn_indices
 from .concepts import describe_concept
-from .core import fingerprint, write_json_atomic, write_text_atomic
+from .core import _safe_name, _write_npy_atomic, fingerprint, write_json_atomic, write_text_atomic
 from .evaluate import concept_latents, label_correlation
 from .rdx import DIRECTIONS, affinity, pair_difference
 from .rdx import snapshot as rdx_snapshot
@@ -43,18 +42,6 @@ def neighbourhood_affinity(X, delta, direction: str = "10", *, beta: float = 5.0
     return affinity(np.take_along_axis(delta, nn, axis=1), beta, direction).sum(1)
 
 # %% ../nbs/14_browser.ipynb #45bff938
-def _safe(name) -> str: return re.sub(r"[^A-Za-z0-9.-]+", "_", str(name)).strip("._") or "x"
-
-def _save_npy(path: Path, arr: np.ndarray) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    try:
-        with open(tmp, "wb") as f: np.save(f, np.asarray(arr))
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists(): tmp.unlink()
-    return path
-
 def _load_npy(path: Path, shape) -> np.ndarray | None:
     "The array in `path` if it is there, readable, finite and of `shape`; else None."
     if not path.is_file(): return None
@@ -194,7 +181,7 @@ def _cache_key(self: BrowserModel, **what) -> str:
 def projection_path(self: BrowserModel, layer: str) -> Path:
     "Cache file of `layer`'s 2-D projection (named by layer, method and a fingerprint of its inputs)."
     fp = self._cache_key(layer=layer, method=self.projection, seed=self.seed)
-    return self.cache_dir / f"projection_{_safe(layer)}_{self.projection}_{fp}.npy"
+    return self.cache_dir / f"projection_{_safe_name(layer, 'x')}_{self.projection}_{fp}.npy"
 
 @patch
 def _load_projection(self: BrowserModel, layer: str) -> np.ndarray:
@@ -202,7 +189,7 @@ def _load_projection(self: BrowserModel, layer: str) -> np.ndarray:
     P = _load_npy(path, (self.n, 2))
     if P is None:
         P = project(self._rep(layer), self.projection, seed=self.seed)
-        _save_npy(path, P)
+        _write_npy_atomic(path, P)
     return P
 
 @patch
@@ -487,7 +474,7 @@ def save_snapshot(self: BrowserModel, folder=None, size: int = 96) -> dict:
     snap = self.snapshot()
     if snap is None: raise ValueError("there is no probe to snapshot: select a concept or a probe first")
     folder = Path(folder) if folder is not None else self.study.path / "snapshots"
-    stem = f"{_safe(self.state['pair'])}_{snap.direction}_{_safe(snap.probe_id)}"
+    stem = f"{_safe_name(self.state['pair'], 'x')}_{snap.direction}_{_safe_name(snap.probe_id, 'x')}"
     png = save_png(self.snapshot_image(size), folder / f"{stem}.png")
     title = f"{self.study.config.name}: {self.state['pair']}, {DIRECTION_TEXT[snap.direction]}, probe {snap.probe_id}"
     page = viz.snapshot_html(snap, lambda i: self.thumbnail(self.rows[i]), title, size=size, n=self.n, ids=self.ids)
@@ -513,7 +500,7 @@ def affinity_path(self: BrowserModel, pair=None) -> Path:
     "Cache file of `pair`'s neighbourhood affinity (both directions)."
     i = self.pair_index if pair is None else self._pair_index(pair)
     fp = self._cache_key(pair=self.pairs[i], config=self.sweep.record["config"], k=self.k)
-    return self.cache_dir / f"affinity_{i:02d}_{_safe(self.pairs[i])}_k{self.k}_{fp}.npy"
+    return self.cache_dir / f"affinity_{i:02d}_{_safe_name(self.pairs[i], 'x')}_k{self.k}_{fp}.npy"
 
 @patch
 def affinity_scores(self: BrowserModel, pair=None, direction: str | None = None) -> np.ndarray:
@@ -533,7 +520,7 @@ def affinity_scores(self: BrowserModel, pair=None, direction: str | None = None)
             S = np.stack([neighbourhood_affinity(B, delta, "10", beta=beta, k=self.k),
                           neighbourhood_affinity(A, delta, "01", beta=beta, k=self.k)])
             del delta
-            _save_npy(path, S)
+            _write_npy_atomic(path, S)
         self._aff[i] = S
     return self._aff[i][DIRECTIONS.index(d)].copy()
 

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from fastcore.basics import patch
 
-from .core import fingerprint, provenance, write_json_atomic, write_text_atomic
+from .core import _positive_int, fingerprint, provenance, write_json_atomic, write_text_atomic
 from .data import CANONICAL, column_kinds
 from .concepts import IDENTIFIER_COLUMNS, bh_adjust, column_levels, column_words, enrichment_table
 from .concepts import fisher_exact_two_sided
@@ -30,11 +30,6 @@ __all__ = ['STATUSES', 'LABEL_STATUS_COLUMNS', 'SKIPPED_COLUMNS', 'STRUCTURAL_CO
 # %% ../nbs/07a_confounds.ipynb #5b48fafa
 STATUSES = ("tested", "too few positives", "too few negatives", "one class")
 LABEL_STATUS_COLUMNS = ("positives", "negatives", "unknown", "status")
-
-def _positive_int(v, what: str) -> int:
-    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or v < 1:
-        raise ValueError(f"{what} must be an integer >= 1, got {v!r}")
-    return int(v)
 
 def _unit(v, what: str, zero_ok: bool = False) -> float:
     "`v` as a float in (0, 1), or [0, 1) with `zero_ok`; anything else raises naming `what`."

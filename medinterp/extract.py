@@ -19,8 +19,8 @@ import pandas as pd
 import torch
 
 import medinterp
-from .core import (PRECISIONS, Config, atomic_dir, autocast, dumps, provenance, save_config, select_device,
-                            write_json_atomic, write_text_atomic)
+from .core import (PRECISIONS, Config, _is_int, atomic_dir, autocast, dumps, provenance, save_config,
+                            select_device, write_json_atomic, write_text_atomic)
 from .data import CANONICAL, CXRDataset, ImageReadError, column_kinds
 from .models import POOLINGS, Backbone, capture
 
@@ -33,9 +33,6 @@ __all__ = ['DTYPES', 'ON_NONFINITE', 'ON_ERROR', 'STORE_FORMAT', 'FORMAT_VERSION
 DTYPES = ("float32", "float16")
 ON_NONFINITE = ("raise", "record")
 ON_ERROR = ("raise", "skip")
-
-def _is_int(v) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
 
 def _as_names(v, what: str) -> tuple:
     if isinstance(v, str): return (v,)

@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .core import (PRECISIONS, Config, atomic_dir, autocast, data_path, derive_seed, fingerprint,
-                            load_config, make_rng_seed, save_config, select_device, torch_generator,
+from .core import (PRECISIONS, Config, _is_int, _is_num, atomic_dir, autocast, data_path, derive_seed,
+                            fingerprint, load_config, make_rng_seed, save_config, select_device, torch_generator,
                             write_json_atomic)
 from .data import CXRDataset, patient_split
 from .models import Backbone, Preprocess, register_backbone, vit_layers, weights_fingerprint
@@ -34,9 +34,6 @@ __all__ = ['FINDINGS', 'INITS', 'XRAY_AUGMENTATIONS', 'SPATIAL_POS_SCALE', 'SPAT
 FINDINGS = ("opacity", "effusion", "cardiomegaly")
 INITS = ("spatial", "timm")
 XRAY_AUGMENTATIONS = ("scale_jitter", "intensity_jitter")   # off (0) by default; left out of to_dict while off
-
-def _is_int(v) -> bool: return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-def _is_num(v) -> bool: return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
 
 def _check_ranges(c):
     "Raise `ValueError` naming the first field of the `PhantomViTConfig` `c` that is out of range."

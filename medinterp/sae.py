@@ -20,8 +20,9 @@ from fastcore.basics import patch
 from torch import nn
 
 from .concepts import Concept, Concepts
-from .core import (PRECISIONS, Config, atomic_dir, autocast, derive_seed, fingerprint, load_config,
-                            make_rng, make_rng_seed, save_config, select_device, torch_generator, write_json_atomic)
+from .core import (PRECISIONS, Config, _is_int, _is_num, atomic_dir, autocast, derive_seed, fingerprint,
+                            load_config, make_rng, make_rng_seed, save_config, select_device, torch_generator,
+                            write_json_atomic)
 from .extract import ActivationStore, NonFiniteActivationError
 
 # %% auto #0
@@ -138,9 +139,6 @@ ARCHITECTURES = ("relu", "topk", "batchtopk", "matryoshka")
 MATRYOSHKA_FRACTIONS = (1 / 32, 1 / 8, 1 / 2)   # default Matryoshka prefixes as fractions of m (m itself is last)
 KERNELS = ("auto", "dense", "sparse")
 SPARSE_MIN_SIZE = 1 << 20        # kernels="auto" uses the sparse products on CPU from this many decoder weights (m x d)
-
-def _is_int(v) -> bool: return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
-def _is_num(v) -> bool: return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
 
 @dataclass(frozen=True)
 class SAEConfig(Config):
