@@ -414,7 +414,7 @@ def _load_one(dataset: CXRDataset, backbone: Backbone, row: int):
     try: return backbone.preprocess(dataset.image(row)), None
     except ImageReadError as e: return None, e
 
-def _batches(dataset, backbone, spans, offset: int, num_workers: int):
+def _decoded_batches(dataset, backbone, spans, offset: int, num_workers: int):
     "Yield `(start, [(tensor | None, error | None), ...])` for each store-row span `(start, stop)`, in order."
     if num_workers == 0:
         for b0, b1 in spans: yield b0, [_load_one(dataset, backbone, offset + r) for r in range(b0, b1)]
@@ -535,7 +535,7 @@ def _run(dataset, backbone, config: ExtractConfig, out_dir: Path, m: dict, index
     bar = tqdm(total=n, initial=m["rows_completed"], unit="img", desc=f"extract {key}", disable=not progress)
     try:
         with torch.no_grad(), capture(backbone, config.layers, config.poolings) as acts:
-            for b0, items in _batches(dataset, backbone, spans, start, config.num_workers):
+            for b0, items in _decoded_batches(dataset, backbone, spans, start, config.num_workers):
                 b1 = b0 + len(items)
                 good = np.array([j for j, (t, _) in enumerate(items) if t is not None], dtype=np.int64)
                 skipped = []

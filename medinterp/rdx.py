@@ -110,7 +110,8 @@ class RDXConfig(Config):
         return 80.0 / n if self.gamma is None else float(self.gamma)
 
 # %% ../nbs/08_rdx.ipynb #c4405ba3
-def _as_matrix(X, name: str) -> np.ndarray:
+def _real_matrix(X, name: str) -> np.ndarray:
+    "`X` (numpy or torch) as a 2-D numpy array of real numbers in its own dtype; non-finite rows raise naming `name`."
     if isinstance(X, torch.Tensor): X = X.detach().cpu().numpy()
     X = np.asarray(X)
     if X.ndim != 2: raise ValueError(f"{name} must be a 2-D matrix (N images x d features), got shape {X.shape}")
@@ -125,7 +126,7 @@ def _as_matrix(X, name: str) -> np.ndarray:
 
 def check_pair(A, B, *, min_rows: int = 3, names=("A", "B")) -> tuple[np.ndarray, np.ndarray]:
     "Validate two row-aligned feature matrices; returns them as numpy arrays or raises `ValueError` saying why."
-    A, B = _as_matrix(A, names[0]), _as_matrix(B, names[1])
+    A, B = _real_matrix(A, names[0]), _real_matrix(B, names[1])
     if A.shape[0] != B.shape[0]:
         raise ValueError(f"{names[0]} has {A.shape[0]} rows but {names[1]} has {B.shape[0]}: RDX compares the same"
                          " images, row by row")
@@ -235,7 +236,7 @@ def rank_matrix(X, symmetrize: bool = False, *, device=None) -> np.ndarray:
     """Neighbour-rank matrix of the rows of `X`: `R[i, j]` = position of j among i's neighbours (self = 0).
 
     int32 for plain ranks; float64 `(R + Rᵀ)/2` (half-integers) with `symmetrize=True`."""
-    X = _as_matrix(X, "X")
+    X = _real_matrix(X, "X")
     R, _ = _ranks(torch.as_tensor(X, dtype=torch.float64, device=_device(device)))
     if symmetrize: return _symmetric_sum(R).cpu().numpy() / 2.0
     return R.cpu().numpy()

@@ -607,7 +607,7 @@ def _fingerprint_rows(data, rows, chunk: int = 65536) -> str:
     for i in range(0, len(rows), chunk): h.update(np.ascontiguousarray(data[rows[i:i + chunk]]).tobytes())
     return h.hexdigest()[:16]
 
-def _batches(sae: SAE, data, rows, batch_size: int, standardized: bool):
+def _standardized_batches(sae: SAE, data, rows, batch_size: int, standardized: bool):
     "Standardised float32 tensors on the SAE's device, `batch_size` rows of `data[rows]` at a time."
     if sae.standardizer is None and not standardized:
         raise ValueError("this SAE has no Standardizer: pass standardised rows with standardized=True")
@@ -682,7 +682,7 @@ def sae_metrics(sae: SAE, X, *, batch_size: int = 4096, standardized: bool = Fal
     data, rows, ids, info = _source(X)
     _check_finite(data, rows, ids, info)
     if len(rows) == 0: raise ValueError("no rows to evaluate")
-    return _metrics(sae, _batches(sae, data, rows, batch_size, standardized), len(rows), prefixes)
+    return _metrics(sae, _standardized_batches(sae, data, rows, batch_size, standardized), len(rows), prefixes)
 
 @torch.no_grad()
 def encode_all(sae: SAE, X, batch_size: int = 4096, *, sparse: bool = False, standardized: bool = False):
@@ -696,7 +696,7 @@ def encode_all(sae: SAE, X, batch_size: int = 4096, *, sparse: bool = False, sta
     sae.eval()
     parts, out, i0 = [], (None if sparse else np.zeros((len(data), sae.m), dtype=np.float32)), 0
     try:
-        for x in _batches(sae, data, rows, batch_size, standardized):
+        for x in _standardized_batches(sae, data, rows, batch_size, standardized):
             r, c, v = (t.cpu().numpy() for t in sae.sparse_codes(x))
             r = rows[i0 + r]
             if sparse: parts.append((r, c, v))
