@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import html
 import json
-import os
 import re
 import time
 from collections import OrderedDict
@@ -19,7 +18,7 @@ import pandas as pd
 
 from .compare import knn_indices
 from .concepts import describe_concept
-from .core import fingerprint, write_json_atomic, write_text_atomic
+from .core import _safe_name, _write_npy_atomic, fingerprint, write_json_atomic, write_text_atomic
 from .evaluate import concept_latents, label_correlation
 from .rdx import DIRECTIONS, affinity, pair_difference
 from .rdx import snapshot as rdx_snapshot
@@ -43,18 +42,6 @@ def neighbourhood_affinity(X, delta, direction: str = "10", *, beta: float = 5.0
     return affinity(np.take_along_axis(delta, nn, axis=1), beta, direction).sum(1)
 
 # %% ../nbs/14_browser.ipynb #45bff938
-def _safe(name) -> str: return re.sub(r"[^A-Za-z0-9.-]+", "_", str(name)).strip("._") or "x"
-
-def _save_npy(path: Path, arr: np.ndarray) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    try:
-        with open(tmp, "wb") as f: np.save(f, np.asarray(arr))
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists(): tmp.unlink()
-    return path
-
 def _load_npy(path: Path, shape) -> np.ndarray | None:
     "The array in `path` if it is there, readable, finite and of `shape`; else None."
     if not path.is_file(): return None
@@ -194,7 +181,7 @@ def _cache_key(self: BrowserModel, **what) -> str:
 def projection_path(self: BrowserModel, layer: str) -> Path:
     "Cache file of `layer`'s 2-D projection (named by layer, method and a fingerprint of its inputs)."
     fp = self._cache_key(layer=layer, method=self.projection, seed=self.seed)
-    return self.cache_dir / f"projection_{_safe(layer)}_{self.projection}_{fp}.npy"
+    return self.cache_dir / f"projection_{_safe_name(layer, 'x')}_{self.projection}_{fp}.npy"
 
 @patch
 def _load_projection(self: BrowserModel, layer: str) -> np.ndarray:
@@ -202,7 +189,7 @@ def _load_projection(self: BrowserModel, layer: str) -> np.ndarray:
     P = _load_npy(path, (self.n, 2))
     if P is None:
         P = project(self._rep(layer), self.projection, seed=self.seed)
-        _save_npy(path, P)
+        _write_npy_atomic(path, P)
     return P
 
 @patch
@@ -290,8 +277,8 @@ def _where(self: BrowserModel, pair=None, direction: str | None = None) -> tuple
 def pair_index(self: BrowserModel) -> int: return self.pairs.index(self.state["pair"])
 
 @patch
-def _index(self: BrowserModel, row) -> int:
-    "Sweep index of store row `row` (errors say why a row is not browsable)."
+def sweep_index(self: BrowserModel, row) -> int:
+    "Sweep index of store row `row` (its row in RDX results; `rows[i]` is the inverse); errors say why a row is not browsable."
     row = _int_row(row)
     if row in self._pos: return self._pos[row]
     if not 0 <= row < len(self.thumbnails): raise IndexError(f"row {row} is outside 0..{len(self.thumbnails) - 1}")
@@ -302,7 +289,7 @@ def _index(self: BrowserModel, row) -> int:
 def _cluster_key(self: BrowserModel, i: int, d: str, row: int) -> str | None:
     "Key of the concept (kept cluster) that store row `row` belongs to in pair i, direction d; None for a null cluster."
     r = self._results[i][d]
-    c = int(r.labels[self._index(row)])
+    c = int(r.labels[self.sweep_index(row)])
     return f"c{c}" if c in r.kept and f"c{c}" in self._keys(i, d) else None
 
 @patch
@@ -361,7 +348,7 @@ def select_concept(self: BrowserModel, key: str):
 @patch
 def select_probe(self: BrowserModel, row, *, follow: bool = True):
     "Make store row `row` the probe (its snapshot is shown); `follow`: also select its concept, if it is in one."
-    self._index(row)
+    self.sweep_index(row)
     row = int(row)
     with self._changes():
         self._set(probe=row, affinity_rank=None)
@@ -455,7 +442,7 @@ def snapshot(self: BrowserModel, k: int = 8):
     if key not in self._snaps:
         a, b = self.sweep.pairs[i]
         A, B = self._rep(a), self._rep(b)
-        with _one_thread(): self._snaps[key] = rdx_snapshot(A, B, self._results[i], self._index(probe), d, k=k)
+        with _one_thread(): self._snaps[key] = rdx_snapshot(A, B, self._results[i], self.sweep_index(probe), d, k=k)
         while len(self._snaps) > 64: self._snaps.popitem(last=False)
     return self._snaps[key]
 
@@ -487,7 +474,7 @@ def save_snapshot(self: BrowserModel, folder=None, size: int = 96) -> dict:
     snap = self.snapshot()
     if snap is None: raise ValueError("there is no probe to snapshot: select a concept or a probe first")
     folder = Path(folder) if folder is not None else self.study.path / "snapshots"
-    stem = f"{_safe(self.state['pair'])}_{snap.direction}_{_safe(snap.probe_id)}"
+    stem = f"{_safe_name(self.state['pair'], 'x')}_{snap.direction}_{_safe_name(snap.probe_id, 'x')}"
     png = save_png(self.snapshot_image(size), folder / f"{stem}.png")
     title = f"{self.study.config.name}: {self.state['pair']}, {DIRECTION_TEXT[snap.direction]}, probe {snap.probe_id}"
     page = viz.snapshot_html(snap, lambda i: self.thumbnail(self.rows[i]), title, size=size, n=self.n, ids=self.ids)
@@ -513,7 +500,7 @@ def affinity_path(self: BrowserModel, pair=None) -> Path:
     "Cache file of `pair`'s neighbourhood affinity (both directions)."
     i = self.pair_index if pair is None else self._pair_index(pair)
     fp = self._cache_key(pair=self.pairs[i], config=self.sweep.record["config"], k=self.k)
-    return self.cache_dir / f"affinity_{i:02d}_{_safe(self.pairs[i])}_k{self.k}_{fp}.npy"
+    return self.cache_dir / f"affinity_{i:02d}_{_safe_name(self.pairs[i], 'x')}_k{self.k}_{fp}.npy"
 
 @patch
 def affinity_scores(self: BrowserModel, pair=None, direction: str | None = None) -> np.ndarray:
@@ -533,7 +520,7 @@ def affinity_scores(self: BrowserModel, pair=None, direction: str | None = None)
             S = np.stack([neighbourhood_affinity(B, delta, "10", beta=beta, k=self.k),
                           neighbourhood_affinity(A, delta, "01", beta=beta, k=self.k)])
             del delta
-            _save_npy(path, S)
+            _write_npy_atomic(path, S)
         self._aff[i] = S
     return self._aff[i][DIRECTIONS.index(d)].copy()
 
@@ -573,7 +560,7 @@ def scatter(self: BrowserModel) -> dict:
     left, right = self._coords[i]
     color, categorical = self._color_values(self.state["color_by"])
     probe = self.state["probe"]
-    probe_i = None if probe is None else self._index(probe)
+    probe_i = None if probe is None else self.sweep_index(probe)
     selected = sorted({self._pos[r] for r in self.grid()} | ({probe_i} if probe_i is not None else set()))
     concept = self._color_values("concept")[0]
     hover = [f"{self.ids[j]} · {concept[j]}" for j in range(self.n)]
@@ -774,6 +761,22 @@ def export_notes(self: BrowserModel, path, fmt: str | None = None) -> Path:
     if fmt == "csv": return write_text_atomic(path, df.to_csv(index=False))
     return write_json_atomic(path, {"format": NOTES_FORMAT, "version": 1, "study": self.study.config.name,
                                     "notes": df.to_dict(orient="records")})
+
+# %% ../nbs/14_browser.ipynb #86da95c2
+@patch
+def result(self: BrowserModel, pair=None):
+    "The `RDXResult` of `pair` (index, (a, b) or 'a→b'; the current pair when None)."
+    return self._results[self.pair_index if pair is None else self._pair_index(pair)]
+
+@patch
+def image_id(self: BrowserModel, row) -> str:
+    "The image id of store row `row`."
+    return self._store_ids[_int_row(row)]
+
+@patch
+def has_affinity(self: BrowserModel, pair=None) -> bool:
+    "Whether the neighbourhood affinity of `pair` (the current pair when None) is computed already."
+    return (self.pair_index if pair is None else self._pair_index(pair)) in self._aff
 
 # %% ../nbs/14_browser.ipynb #9c09d2c9
 HELP_HTML = """
@@ -1003,7 +1006,7 @@ def _wire(self: Browser):
 
 @patch
 def _slide(self: Browser, rank: int):
-    first = self.model.pair_index not in self.model._aff
+    first = not self.model.has_affinity()
     if first: self.affinity_text.value = _status("computing the neighbourhood affinity of this pair (once) ...")
     self.model.set_affinity_rank(rank)
 
@@ -1134,7 +1137,7 @@ def _render_pair(self: Browser):
     what = (f"images <b>{b}</b> groups together that <b>{a}</b> kept apart" if s["direction"] == "10" else
             f"images <b>{a}</b> grouped together that <b>{b}</b> pulls apart")
     self.direction_text.value = (f'<span style="color:#555">{what} · mean |Δ| '
-                                 f'{m._results[m.pair_index].mean_abs_delta:.3f}</span><br>'
+                                 f'{m.result().mean_abs_delta:.3f}</span><br>'
                                  f'<span style="font-size:13px">{html.escape(m.transition_summary())}</span>')
     colors = ["#ff9f00" if p == s["pair"] else "#4c78a8" for p in m.overview["pair"]]
     with self.overview_figure.batch_update():
@@ -1158,7 +1161,7 @@ def _render_concept(self: Browser):
     self.concept_list.value = s["concept"]
     c = m.concept_info()
     rows = m.grid()
-    self.grid.show(rows, m.thumbnail_png, [m._store_ids[r] for r in rows], highlight=s["probe"])
+    self.grid.show(rows, m.thumbnail_png, [m.image_id(r) for r in rows], highlight=s["probe"])
     self.grid_title.value = ("no concept in this direction (every cluster was null)" if c is None else
                              f'<span style="font-size:12px"><b>{html.escape(c["key"])}</b> · {c["size"]} images · '
                              f'{html.escape(c["name"] or "unnamed")}</span>')
@@ -1204,10 +1207,10 @@ def _render_probe(self: Browser):
         f'{html.escape(m.describe_row(s["probe"]))}</span>')
     if s["affinity_rank"] is not None:
         self.affinity_slider.value = s["affinity_rank"]
-        sc = m.affinity_scores()[m._index(s["probe"])]
+        sc = m.affinity_scores()[m.sweep_index(s["probe"])]
         self.affinity_text.value = _status(f"rank {s['affinity_rank']} of {m.n}: summed affinity {sc:.2f} to its {m.k} "
                                            f"nearest neighbours ({m.k} = unchanged)")
-    elif m.pair_index not in m._aff: self.affinity_text.value = _status("move the slider to rank images by neighbourhood affinity")
+    elif not m.has_affinity(): self.affinity_text.value = _status("move the slider to rank images by neighbourhood affinity")
     else: self.affinity_text.value = ""
 
 @patch
@@ -1225,7 +1228,7 @@ def _render_sae(self: Browser):
     self.sae_header.value = f'<span style="font-size:13px">{html.escape(p["header"])}</span>'
     self.latent_list.options = [(f"{r.latent} · n={r.count} · {r.name}", int(r.latent)) for r in p["latents"].itertuples()]
     self.latent_list.value = p["latent"]
-    self.sae_grid.show(p["top_rows"], m.thumbnail_png, [m._store_ids[r] for r in p["top_rows"]])
+    self.sae_grid.show(p["top_rows"], m.thumbnail_png, [m.image_id(r) for r in p["top_rows"]])
     corr = p["correlations"]
     table = "" if corr is None or corr.empty else "<table style='font-size:12px'><tr><th>label</th><th>r</th></tr>" + "".join(
         f"<tr><td>{html.escape(str(r.label))}</td><td style='color:{'#b2182b' if r.r > 0 else '#2166ac'}'>{r.r:+.2f}</td></tr>"

@@ -15,7 +15,7 @@ __all__ = ['OVERVIEW_METRICS', 'hsic_debiased', 'hsic_biased', 'linear_cka', 'ck
            'overview_figure']
 
 # %% ../nbs/06_compare.ipynb #f21d0d56
-def _as_matrix(X, name: str) -> np.ndarray:
+def _float64_matrix(X, name: str) -> np.ndarray:
     "`X` as a float64 `N x d` array; `ValueError` naming `name` if it is not 2-D, has no rows or columns, or is not finite."
     A = np.asarray(X, dtype=np.float64)
     if A.ndim != 2: raise ValueError(f"{name} must be a 2-D (N x d) feature matrix, got shape {A.shape}")
@@ -30,7 +30,7 @@ def _as_matrix(X, name: str) -> np.ndarray:
 
 def _as_pair(X, Y, min_rows: int, what: str) -> tuple[np.ndarray, np.ndarray]:
     "Validate two row-aligned feature matrices with at least `min_rows` rows (`what` names the method in errors)."
-    X, Y = _as_matrix(X, "X"), _as_matrix(Y, "Y")
+    X, Y = _float64_matrix(X, "X"), _float64_matrix(Y, "Y")
     if X.shape[0] != Y.shape[0]:
         raise ValueError(f"X and Y must describe the same images row by row: X has {X.shape[0]} rows, "
                          f"Y has {Y.shape[0]}")
@@ -192,7 +192,7 @@ def knn_indices(X, k: int, *, batch_size: int | None = None) -> np.ndarray:
     array, nearest first, ties ordered by lower index. Computed in float64 in chunks of `batch_size` rows
     (`batch_size x N` distances in memory; None: about 2^24 distances, 128 MB, per chunk). `ValueError` unless
     `1 <= k < N`."""
-    return _knn(_as_matrix(X, "X"), k, batch_size)
+    return _knn(_float64_matrix(X, "X"), k, batch_size)
 
 # %% ../nbs/06_compare.ipynb #cbe7c1b1
 def knn_overlap(X, Y, k: int = 10, *, batch_size: int | None = None) -> float:

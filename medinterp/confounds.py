@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from fastcore.basics import patch
 
-from .core import fingerprint, provenance, write_json_atomic, write_text_atomic
+from .core import _positive_int, fingerprint, provenance, write_json_atomic, write_text_atomic
 from .data import CANONICAL, column_kinds
 from .concepts import IDENTIFIER_COLUMNS, bh_adjust, column_levels, column_words, enrichment_table
 from .concepts import fisher_exact_two_sided
@@ -30,11 +30,6 @@ __all__ = ['STATUSES', 'LABEL_STATUS_COLUMNS', 'SKIPPED_COLUMNS', 'STRUCTURAL_CO
 # %% ../nbs/07a_confounds.ipynb #5b48fafa
 STATUSES = ("tested", "too few positives", "too few negatives", "one class")
 LABEL_STATUS_COLUMNS = ("positives", "negatives", "unknown", "status")
-
-def _positive_int(v, what: str) -> int:
-    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or v < 1:
-        raise ValueError(f"{what} must be an integer >= 1, got {v!r}")
-    return int(v)
 
 def _unit(v, what: str, zero_ok: bool = False) -> float:
     "`v` as a float in (0, 1), or [0, 1) with `zero_ok`; anything else raises naming `what`."
@@ -88,7 +83,7 @@ def _typed(df: pd.DataFrame, columns, index: str | None = None) -> pd.DataFrame:
     return out
 
 # %% ../nbs/07a_confounds.ipynb #18db8e71
-def _pct(x: float) -> str:
+def _share_pct(x: float) -> str:
     "A share as a rounded percentage that never rounds a nonzero share to 0 % or a share below one to 100 %."
     if np.isnan(x): return "n/a"
     if 0 < x < 0.005: return "<1 %"
@@ -128,8 +123,8 @@ def _categorical(y: np.ndarray, s: pd.Series, label: str, column: str) -> dict:
     n, pos = len(yy), yy.sum()
     share_in, share_out = pos_j / n_j, (pos - pos_j) / (n - n_j)
     j = int(np.argmax(share_in - share_out))
-    detail = (f"{label} in {_pct(share_in[j])} of {column_words(column)} = {_short(values[lv[j]])} "
-              f"vs {_pct(share_out[j])} elsewhere")
+    detail = (f"{label} in {_share_pct(share_in[j])} of {column_words(column)} = {_short(values[lv[j]])} "
+              f"vs {_share_pct(share_out[j])} elsewhere")
     return {**row, "strength": float(math.sqrt(chi2 / n)), "p": float(p), "detail": detail}
 
 # %% ../nbs/07a_confounds.ipynb #97a53a9c
@@ -252,7 +247,7 @@ class Audit:
                 f"columns, {int(self.table['confounded'].sum())} confounded pairs)")
 
 # %% ../nbs/07a_confounds.ipynb #291a50df
-def _frame(data, labels) -> tuple[pd.DataFrame, list[str], list[str], dict]:
+def _audit_input(data, labels) -> tuple[pd.DataFrame, list[str], list[str], dict]:
     "`(index frame, labels to test, all label columns, kinds)` of a dataset, an activation store or a DataFrame."
     if isinstance(data, pd.DataFrame):
         if labels is None: raise ValueError("audit of a DataFrame needs labels=[...] naming its label columns")
@@ -275,7 +270,7 @@ def audit(data, *, labels=None, columns=None, min_positives: int = 10, threshold
     candidate metadata column (categorical: Cramér's V and the χ² p; numeric: |2·AUROC − 1| and the Mann–Whitney p),
     q by Benjamini–Hochberg over all pairs, `confounded` when strength > `threshold` and q < `alpha`."""
     thr, a = _unit(threshold, "threshold", zero_ok=True), _unit(alpha, "alpha")
-    df, names, all_labels, kinds = _frame(data, labels)
+    df, names, all_labels, kinds = _audit_input(data, labels)
     status = label_status(df[names], min_positives)
     cands, skipped = _candidates(df, all_labels, kinds, columns)
     rows = []
@@ -426,7 +421,7 @@ def _stratum_counts(m: np.ndarray, y: np.ndarray, codes: np.ndarray) -> np.ndarr
 # %% ../nbs/07a_confounds.ipynb #6a331910
 def _stratified_text(label: str, where: str, confound: str, s: dict, counts: np.ndarray) -> str:
     "The plain-words verdict of `explained_by` (see there)."
-    crude = f"{label} in {_pct(s['share_members'])} of members vs {_pct(s['share_nonmembers'])} of the rest"
+    crude = f"{label} in {_share_pct(s['share_members'])} of members vs {_share_pct(s['share_nonmembers'])} of the rest"
     if s["crude_p"] >= s["alpha"]:
         return f"{crude} (p = {s['crude_p']:.2g}): no association for {confound} to explain"
     if s["informative"] == 0:
@@ -435,7 +430,7 @@ def _stratified_text(label: str, where: str, confound: str, s: dict, counts: np.
         what = (f"{label} does not vary" if not label_varies else "membership does not vary" if not member_varies
                 else f"{label} and membership never both vary")
         return f"{crude}, but within {where} {what}: explained by {confound}"
-    within = f"within {where} {_pct(s['within_members'])} vs {_pct(s['within_nonmembers'])}"
+    within = f"within {where} {_share_pct(s['within_members'])} vs {_share_pct(s['within_nonmembers'])}"
     if s["explained"]: return f"{crude}, but {within} (CMH p = {s['cmh_p']:.2g}): explained by {confound}"
     if s["cmh_p"] >= s["alpha"]:
         return (f"{crude}, and {within} (CMH p = {s['cmh_p']:.2g}): the difference persists but is not significant "
@@ -524,7 +519,7 @@ def _max_correlation(C: np.ndarray, rows, y: np.ndarray, perms: np.ndarray) -> t
     return best, best_r, null
 
 # %% ../nbs/07a_confounds.ipynb #ed9902bf
-def _label_matrix(Y, n: int) -> tuple[np.ndarray, list[str]]:
+def _binary_label_matrix(Y, n: int) -> tuple[np.ndarray, list[str]]:
     "`Y` (DataFrame, Series or array; 1/0/NaN) as an N x L float array and its label names; bad values raise."
     if isinstance(Y, pd.Series): Y = Y.to_frame()
     if isinstance(Y, pd.DataFrame): names, cols = [str(c) for c in Y.columns], [Y[c] for c in Y.columns]
@@ -544,7 +539,7 @@ def latent_significance(codes, Y, *, n_perm: int = 200, seed: int = 0, names=Non
     for a label with one class, which gets NaN r, p and q)."""
     C = _codes_matrix(codes)
     N, M = C.shape
-    Ya, labels = _label_matrix(Y, N)
+    Ya, labels = _binary_label_matrix(Y, N)
     n_perm, alpha = _positive_int(n_perm, "n_perm"), _unit(alpha, "alpha")
     if names is not None and len(names) != M: raise ValueError(f"{len(names)} names for {M} latents")
     rng = np.random.default_rng(seed)

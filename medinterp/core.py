@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import shutil
 import sys
 import tempfile
@@ -214,22 +215,34 @@ def autocast(device, precision: str = "float32"):
         raise ValueError("float16 autocast is not supported on CPU; use 'bfloat16'")
     return torch.autocast(device_type=dev.type, dtype=getattr(torch, precision))
 
-# %% ../nbs/00_core.ipynb #008766d7
+# %% ../nbs/00_core.ipynb #f65ebe95
 def _umask() -> int:
     m = os.umask(0); os.umask(m); return m
 
-def write_bytes_atomic(path, data: bytes) -> Path:
-    """Write `data` to `path` via a temporary file in the same folder and an atomic rename (the file gets the
-    permissions a plain `open` would give it, i.e. 0o666 minus the umask)."""
+@contextmanager
+def _atomic_file(path):
+    """Yield a binary file open on a temporary name beside `path`; on success it is renamed to `path` with the
+    permissions a plain `open` would give it (0o666 minus the umask), on error it is removed."""
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as f: f.write(data)
+        with os.fdopen(fd, "wb") as f: yield f
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True); raise
-    return path
+
+def _write_npy_atomic(path, arr) -> Path:
+    "Save `arr` as a `.npy` file at `path` atomically, through `_atomic_file` (the thumbnails, the browser's caches)."
+    with _atomic_file(path) as f: np.save(f, np.asarray(arr))
+    return Path(path)
+
+# %% ../nbs/00_core.ipynb #008766d7
+def write_bytes_atomic(path, data: bytes) -> Path:
+    """Write `data` to `path` via a temporary file in the same folder and an atomic rename (the file gets the
+    permissions a plain `open` would give it, i.e. 0o666 minus the umask)."""
+    with _atomic_file(path) as f: f.write(data)
+    return Path(path)
 
 def write_text_atomic(path, text: str) -> Path:
     "Write `text` (UTF-8) to `path` atomically, as `write_bytes_atomic`."
@@ -278,3 +291,16 @@ def load_config(directory, cls: type[Config]) -> Config:
     if record.get("config_type") != cls.__name__:
         raise ValueError(f"{p} holds a {record.get('config_type')}, not a {cls.__name__}")
     return cls.from_dict(record["config"])
+
+# %% ../nbs/00_core.ipynb #8581c485
+def _is_int(v) -> bool: return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+def _is_num(v) -> bool: return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+
+def _positive_int(v, name: str, lo: int = 1) -> int:
+    "`v` as an int if it is an integer >= `lo` (not a bool); else `ValueError` naming `name`."
+    if not _is_int(v) or v < lo: raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
+    return int(v)
+
+def _safe_name(name, empty: str) -> str:
+    "`name` as a file-name part: runs of characters other than letters, digits, '.' and '-' become '_'."
+    return re.sub(r"[^A-Za-z0-9.-]+", "_", str(name)).strip("._") or empty

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .concepts import Concepts, column_levels, enrichment_table
-from .core import derive_seed, dumps, make_rng
+from .core import _positive_int, derive_seed, dumps, make_rng
 
 # %% auto #0
 __all__ = ['RADIOLOGIST', 'BRIDGE_MEASURES', 'label_correlation', 'correlation_entropy', 'balanced_labels', 'CorrelationTable',
@@ -709,11 +709,6 @@ def detection_table(namer: Namer, names: Mapping[int, Name], context: NamingCont
     return out
 
 # %% ../nbs/11_evaluate.ipynb #8e40c912
-def _positive_int(v, name: str, lo: int = 1) -> int:
-    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or v < lo:
-        raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
-    return int(v)
-
 def _bridge_codes(codes, concepts, ids=None):
     """`codes` checked as an N x m matrix (numpy, memmap, torch, DataFrame or scipy sparse as CSC) and the row of each of
     `concepts.ids` in it (`None`: already row-aligned). `ids` are the codes' own image ids (extra images are allowed)."""

@@ -19,8 +19,8 @@ import pandas as pd
 import torch
 
 import medinterp
-from .core import (PRECISIONS, Config, atomic_dir, autocast, dumps, provenance, save_config, select_device,
-                            write_json_atomic, write_text_atomic)
+from .core import (PRECISIONS, Config, _is_int, atomic_dir, autocast, dumps, provenance, save_config,
+                            select_device, write_json_atomic, write_text_atomic)
 from .data import CANONICAL, CXRDataset, ImageReadError, column_kinds
 from .models import POOLINGS, Backbone, capture
 
@@ -33,9 +33,6 @@ __all__ = ['DTYPES', 'ON_NONFINITE', 'ON_ERROR', 'STORE_FORMAT', 'FORMAT_VERSION
 DTYPES = ("float32", "float16")
 ON_NONFINITE = ("raise", "record")
 ON_ERROR = ("raise", "skip")
-
-def _is_int(v) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
 
 def _as_names(v, what: str) -> tuple:
     if isinstance(v, str): return (v,)
@@ -417,7 +414,7 @@ def _load_one(dataset: CXRDataset, backbone: Backbone, row: int):
     try: return backbone.preprocess(dataset.image(row)), None
     except ImageReadError as e: return None, e
 
-def _batches(dataset, backbone, spans, offset: int, num_workers: int):
+def _decoded_batches(dataset, backbone, spans, offset: int, num_workers: int):
     "Yield `(start, [(tensor | None, error | None), ...])` for each store-row span `(start, stop)`, in order."
     if num_workers == 0:
         for b0, b1 in spans: yield b0, [_load_one(dataset, backbone, offset + r) for r in range(b0, b1)]
@@ -538,7 +535,7 @@ def _run(dataset, backbone, config: ExtractConfig, out_dir: Path, m: dict, index
     bar = tqdm(total=n, initial=m["rows_completed"], unit="img", desc=f"extract {key}", disable=not progress)
     try:
         with torch.no_grad(), capture(backbone, config.layers, config.poolings) as acts:
-            for b0, items in _batches(dataset, backbone, spans, start, config.num_workers):
+            for b0, items in _decoded_batches(dataset, backbone, spans, start, config.num_workers):
                 b1 = b0 + len(items)
                 good = np.array([j for j, (t, _) in enumerate(items) if t is not None], dtype=np.int64)
                 skipped = []

@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .core import (PRECISIONS, Config, atomic_dir, autocast, data_path, derive_seed, fingerprint,
-                            load_config, make_rng_seed, save_config, select_device, torch_generator,
+from .core import (PRECISIONS, Config, _is_int, _is_num, atomic_dir, autocast, data_path, derive_seed,
+                            fingerprint, load_config, make_rng_seed, save_config, select_device, torch_generator,
                             write_json_atomic)
 from .data import CXRDataset, patient_split
 from .models import Backbone, Preprocess, register_backbone, vit_layers, weights_fingerprint
@@ -34,9 +34,6 @@ __all__ = ['FINDINGS', 'INITS', 'XRAY_AUGMENTATIONS', 'SPATIAL_POS_SCALE', 'SPAT
 FINDINGS = ("opacity", "effusion", "cardiomegaly")
 INITS = ("spatial", "timm")
 XRAY_AUGMENTATIONS = ("scale_jitter", "intensity_jitter")   # off (0) by default; left out of to_dict while off
-
-def _is_int(v) -> bool: return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-def _is_num(v) -> bool: return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
 
 def _check_ranges(c):
     "Raise `ValueError` naming the first field of the `PhantomViTConfig` `c` that is out of range."
@@ -374,7 +371,7 @@ def _batch(X: torch.Tensor, idx: torch.Tensor, config: PhantomViTConfig, gens: d
     x = random_intensity(_shift(x, config.shift, gens["shift"]), config.intensity_jitter, gens["intensity"])
     return ((x - mean) / std)[:, None].expand(-1, 3, -1, -1)
 
-def _fit(model: PhantomViT, X, Y, tr, config: PhantomViTConfig, device, progress: bool, desc: str, t0: float):
+def _train_epochs(model: PhantomViT, X, Y, tr, config: PhantomViTConfig, device, progress: bool, desc: str, t0: float):
     "Train `model` in place on the rows `tr` of `X` / `Y`; returns the per-epoch history and the number of steps."
     from tqdm.auto import tqdm
     opt = torch.optim.AdamW(_param_groups(model, config.weight_decay), lr=config.lr, betas=(0.9, 0.999))
@@ -457,7 +454,7 @@ def _train(dataset: CXRDataset, out_dir, config: PhantomViTConfig, progress: boo
         del xt
     X = X.to(device)
     model = build_phantom_vit(config).to(device)
-    history, step = _fit(model, X, Y, tr, config, device, progress, scheme, t0)
+    history, step = _train_epochs(model, X, Y, tr, config, device, progress, scheme, t0)
     p_val = _predict(model, X[torch.from_numpy(va).to(X.device)], config.norm_mean, config.norm_std, device,
                      config.precision)
     metrics = target_metrics(Y[va].numpy(), p_val, Y[tr].numpy(), config.targets)

@@ -110,7 +110,8 @@ class RDXConfig(Config):
         return 80.0 / n if self.gamma is None else float(self.gamma)
 
 # %% ../nbs/08_rdx.ipynb #c4405ba3
-def _as_matrix(X, name: str) -> np.ndarray:
+def _real_matrix(X, name: str) -> np.ndarray:
+    "`X` (numpy or torch) as a 2-D numpy array of real numbers in its own dtype; non-finite rows raise naming `name`."
     if isinstance(X, torch.Tensor): X = X.detach().cpu().numpy()
     X = np.asarray(X)
     if X.ndim != 2: raise ValueError(f"{name} must be a 2-D matrix (N images x d features), got shape {X.shape}")
@@ -125,7 +126,7 @@ def _as_matrix(X, name: str) -> np.ndarray:
 
 def check_pair(A, B, *, min_rows: int = 3, names=("A", "B")) -> tuple[np.ndarray, np.ndarray]:
     "Validate two row-aligned feature matrices; returns them as numpy arrays or raises `ValueError` saying why."
-    A, B = _as_matrix(A, names[0]), _as_matrix(B, names[1])
+    A, B = _real_matrix(A, names[0]), _real_matrix(B, names[1])
     if A.shape[0] != B.shape[0]:
         raise ValueError(f"{names[0]} has {A.shape[0]} rows but {names[1]} has {B.shape[0]}: RDX compares the same"
                          " images, row by row")
@@ -142,6 +143,18 @@ def duplicate_rows(X) -> int:
     rows = X.view(np.dtype((np.void, X.dtype.itemsize * X.shape[1]))).ravel()      # each row as one byte string
     _, inverse, counts = np.unique(rows, return_inverse=True, return_counts=True)
     return int((counts[inverse.ravel()] > 1).sum())
+
+# %% ../nbs/08_rdx.ipynb #f54f4de5
+def _sq_dists(X: torch.Tensor, sq: torch.Tensor, rows) -> torch.Tensor:
+    """Squared Euclidean distances (clamped at 0) of the rows `rows` of `X` (a slice or an index tensor) to every row,
+    as one matrix product: `sq` holds the squared row norms `(X * X).sum(1)`."""
+    return torch.addmm(sq[rows, None] + sq[None, :], X[rows], X.T, alpha=-2.0).clamp_(min=0.0)
+
+def _dist_rows(X: torch.Tensor, sq: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    "`_sq_dists` of the rows `rows` (an index tensor), each row's own entry set to -1 so that it sorts first."
+    D = _sq_dists(X, sq, rows)
+    D[torch.arange(len(rows), device=X.device), rows] = -1.0
+    return D
 
 # %% ../nbs/08_rdx.ipynb #b0cde68d
 def _device(device) -> torch.device:
@@ -212,7 +225,7 @@ def _ranks(X: torch.Tensor) -> tuple[torch.Tensor, float]:
     dmax = 0.0
     for r0 in range(0, n, b):
         r1 = min(n, r0 + b)
-        D = torch.addmm(sq[r0:r1, None] + sq[None, :], X[r0:r1], X.T, alpha=-2.0).clamp_(min=0.0)
+        D = _sq_dists(X, sq, slice(r0, r1))
         dmax = max(dmax, float(D.max()))
         rows = torch.arange(r1 - r0, device=dev)
         D[rows, rows + r0] = -1.0                       # self first, even next to a duplicate
@@ -235,7 +248,7 @@ def rank_matrix(X, symmetrize: bool = False, *, device=None) -> np.ndarray:
     """Neighbour-rank matrix of the rows of `X`: `R[i, j]` = position of j among i's neighbours (self = 0).
 
     int32 for plain ranks; float64 `(R + Rᵀ)/2` (half-integers) with `symmetrize=True`."""
-    X = _as_matrix(X, "X")
+    X = _real_matrix(X, "X")
     R, _ = _ranks(torch.as_tensor(X, dtype=torch.float64, device=_device(device)))
     if symmetrize: return _symmetric_sum(R).cpu().numpy() / 2.0
     return R.cpu().numpy()
@@ -339,6 +352,13 @@ def spectral_labels(S, n_clusters: int, seed: int = 0, n_init: int = 10) -> np.n
     "Labels of `spectral_fit` (S is overwritten)."
     return spectral_fit(S, n_clusters, seed, n_init).labels
 
+def _by_mean(labels: np.ndarray, ks: np.ndarray, means: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`labels` renumbered by ascending mean affinity (0 = lowest, ties in label order) and the sorted means;
+    `means[j]` belongs to label `ks[j]` (ascending). Both engines relabel with it."""
+    order = np.argsort(means, kind="stable")
+    new = np.empty(int(ks[-1]) + 1, dtype=np.int64); new[ks[order]] = np.arange(len(ks))
+    return new[labels], means[order]
+
 def _relabel(labels: np.ndarray, W: torch.Tensor, sqrt_degree: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Relabel clusters by ascending mean within-cluster affinity; returns (labels, means).
 
@@ -350,9 +370,7 @@ def _relabel(labels: np.ndarray, W: torch.Tensor, sqrt_degree: np.ndarray) -> tu
     sums = ((W @ Ut) * Ut).sum(0).cpu().numpy()
     sizes = np.bincount(inverse, minlength=len(ks))
     means = (sums + sizes) / sizes.astype(np.float64) ** 2
-    order = np.argsort(means, kind="stable")
-    new = np.empty(labels.max() + 1, dtype=np.int64); new[ks[order]] = np.arange(len(ks))
-    return new[labels], means[order]
+    return _by_mean(labels, ks, means)
 
 # %% ../nbs/08_rdx.ipynb #583d3a18
 def grid_sample(X, members, M_block, k: int) -> np.ndarray:
@@ -398,9 +416,7 @@ def rank_rows(X, rows, *, device=None) -> np.ndarray:
     Xt = X if isinstance(X, torch.Tensor) else _as_tensor(X, device)
     rows = torch.as_tensor(np.asarray(rows, dtype=np.int64), device=Xt.device)
     sq = (Xt * Xt).sum(1)
-    D = torch.addmm(sq[rows, None] + sq[None, :], Xt[rows], Xt.T, alpha=-2.0).clamp_(min=0.0)
-    D[torch.arange(len(rows), device=Xt.device), rows] = -1.0
-    order = _stable_argsort_rows(D)
+    order = _stable_argsort_rows(_dist_rows(Xt, sq, rows))
     R = torch.empty_like(order)
     R.scatter_(1, order, torch.arange(Xt.shape[0], device=Xt.device).expand(len(rows), -1).contiguous())
     return R.cpu().numpy()
@@ -414,8 +430,7 @@ def rank_columns(X, cols, *, device=None) -> np.ndarray:
     b = _block_rows(n)
     for r0 in range(0, n, b):
         rows = torch.arange(r0, min(n, r0 + b), device=Xt.device)
-        D = torch.addmm(sq[rows, None] + sq[None, :], Xt[rows], Xt.T, alpha=-2.0).clamp_(min=0.0)
-        D[torch.arange(len(rows), device=Xt.device), rows] = -1.0         # self first, as in `rank_rows`
+        D = _dist_rows(Xt, sq, rows)                                      # self first, as in `rank_rows`
         for j, c in enumerate(cols):                                      # ties go to the lower index (stable sort)
             dc = D[:, c:c + 1]
             out[j, r0:r0 + len(rows)] = (D < dc).sum(1) + (D[:, :c] == dc).sum(1)
@@ -447,7 +462,7 @@ def _max_distance(X: torch.Tensor) -> float:
     n = X.shape[0]; sq = (X * X).sum(1); b = _block_rows(n); dmax = 0.0
     for r0 in range(0, n, b):
         r1 = min(n, r0 + b)
-        dmax = max(dmax, float(torch.addmm(sq[r0:r1, None] + sq[None, :], X[r0:r1], X.T, alpha=-2.0).max()))
+        dmax = max(dmax, float(_sq_dists(X, sq, slice(r0, r1)).max()))
     return math.sqrt(max(dmax, 0.0))
 
 # %% ../nbs/08_rdx.ipynb #e8ba0258
@@ -718,18 +733,26 @@ class RDXResult:
         return (f"RDXResult({self.layers[0]} -> {self.layers[1]}, N={self.n}, mode={self.config.mode}, gamma={self.gamma:g},"
                 f" reported concepts={kept}, mean|Δ|={self.mean_abs_delta:.4f}, mBSR(rank)={self.mbsr():.3f})")
 
-# %% ../nbs/08_rdx.ipynb #2a5e0382
-def _direction(key, delta, sign, X_explained, X_other, names, dmax, config) -> RDXDirection:
-    labels, means = _cluster(delta, sign, config, config.seed)
+# %% ../nbs/08_rdx.ipynb #3bd3780d
+def _finish_direction(key, labels, means, rows, delta, sign, X_explained, X_other, names, dmax, config) -> RDXDirection:
+    """The `RDXDirection` `key` from the labels of all N images and the clusters' `means`; `delta` is Δ on the image rows
+    `rows`, where grids are drawn; `names` = (explained, reference) and `dmax` their largest distances."""
     kept, counts = _kept(means, config)
-    everyone = np.arange(len(labels))
-    grids = {k: _grid_of(X_explained, everyone, labels, k, delta, sign, config) for k in kept}
+    lab = labels[rows]
+    grids = {k: _grid_of(X_explained, rows, lab, k, delta, sign, config) for k in kept}
     gl = [grids[k] for k in kept]
     b_rank = _bsr_rank(gl, X_explained, X_other, config.symmetrize, delta.device)
     b_euc = bsr(gl, lambda g: _euclid_block(X_explained, g, dmax[0]), lambda g: _euclid_block(X_other, g, dmax[1]))
     return RDXDirection(key, names[0], names[1], labels, means, kept, grids,
                         {"rank": b_rank[0], "rank_ties": b_rank[1], "euclidean": b_euc[0], "euclidean_ties": b_euc[1]},
-                        {k: {"log_affinity": _log_affinity(delta, labels, k, sign, config)} for k in kept}, counts)
+                        {k: {"log_affinity": _log_affinity(delta, lab, k, sign, config)} for k in kept}, counts)
+
+# %% ../nbs/08_rdx.ipynb #2a5e0382
+def _direction(key, delta, sign, X_explained, X_other, names, dmax, config) -> RDXDirection:
+    "Direction `key` of the dense engine: spectral clusters of all N images, then `_finish_direction`."
+    labels, means = _cluster(delta, sign, config, config.seed)
+    return _finish_direction(key, labels, means, np.arange(len(labels)), delta, sign, X_explained, X_other, names, dmax,
+                             config)
 
 def _rank_pair(A, B, dev) -> tuple[torch.Tensor, torch.Tensor, float, float]:
     "Plain int32 rank matrices of A and B and their largest distances."
@@ -939,11 +962,6 @@ def load_result(path) -> RDXResult:
                      float(rec["mean_abs_delta"]), rec["meta"])
 
 # %% ../nbs/08_rdx.ipynb #e633b3c1
-def _dist_rows(X: torch.Tensor, sq: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-    D = torch.addmm(sq[rows, None] + sq[None, :], X[rows], X.T, alpha=-2.0).clamp_(min=0.0)
-    D[torch.arange(len(rows), device=X.device), rows] = -1.0
-    return D
-
 def _landmark_rows(X: torch.Tensor, sq: torch.Tensor, L: torch.Tensor, b: int) -> torch.Tensor:
     "Exact rank rows of the landmarks (m × N, int32)."
     n, m = X.shape[0], len(L)
@@ -1029,31 +1047,16 @@ def rdx_large(A, B, config: RDXConfig | None = None, *, landmarks: int = 4000, l
             dd_new = np.sqrt(S_new.sum(1))
             labels[key][r0:r0 + len(rows)] = fits[key].kmeans.predict(fits[key].embed(S_new, dd_new))
     dirs = {}
-    for key, Xe, Xo, nm in (("10", B, A, (names[1], names[0])), ("01", A, B, (names[0], names[1]))):
-        sg, lab = signs[key], labels[key]
+    for key, Xe, Xo, nm, dm in (("10", B, A, (names[1], names[0]), (dmax["B"], dmax["A"])),
+                                ("01", A, B, (names[0], names[1]), (dmax["A"], dmax["B"]))):
+        lab = labels[key]
         lab[L_np] = fits[key].labels                                         # landmarks keep their spectral label
         size_L = np.bincount(fits[key].labels, minlength=K)
         s_np = sums[key].numpy()
         means_raw = np.array([s_np[lab == c, c].mean() / size_L[c] if (lab == c).any() and size_L[c] else 0.0
                               for c in range(K)])
-        order = np.argsort(means_raw, kind="stable")
-        new = np.empty(K, dtype=np.int64); new[order] = np.arange(K)
-        lab, means = new[lab], means_raw[order]
-        kept, counts = _kept(means, config)
-        lab_L = lab[L_np]
-        grids = {}
-        for c in kept:
-            pos = np.flatnonzero(lab_L == c)
-            it_ = torch.as_tensor(pos, device=dev)
-            M_block = torch.exp(d_LL[it_][:, it_] * (sg * config.beta)).cpu().numpy()
-            grids[c] = grid_sample(Xe, L_np[pos], M_block, config.k) if len(pos) else np.zeros(0, dtype=np.int64)
-        gl = [grids[c] for c in kept]
-        de, do = (dmax["B"], dmax["A"]) if key == "10" else (dmax["A"], dmax["B"])
-        b_rank = _bsr_rank(gl, Xe, Xo, sym, dev)
-        b_euc = bsr(gl, lambda g: _euclid_block(Xe, g, de), lambda g: _euclid_block(Xo, g, do))
-        dirs[key] = RDXDirection(key, nm[0], nm[1], lab, means, kept, grids,
-                                 {"rank": b_rank[0], "rank_ties": b_rank[1], "euclidean": b_euc[0], "euclidean_ties": b_euc[1]},
-                                 {c: {"log_affinity": _log_affinity(d_LL, lab_L, c, sg, config)} for c in kept}, counts)
+        lab, means = _by_mean(lab, np.arange(K), means_raw)
+        dirs[key] = _finish_direction(key, lab, means, L_np, d_LL, signs[key], Xe, Xo, nm, dm, config)
     stab = _stability(dirs, _landmark_reruns(d_LL, L_np, config, dev), {"10": B, "01": A}, config) \
         if config.stability_runs else None
     dirs = {key: _with_quality(d, None if stab is None else stab[key], config, n) for key, d in dirs.items()}

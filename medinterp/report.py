@@ -74,9 +74,10 @@ def _concept(concepts: Concepts, key) -> Concept:
 def _latin(text: str) -> str:
     from PIL import ImageFont
     t = str(text).replace("→", "->").replace("Δ", "d")
-    return t if isinstance(_font(), ImageFont.FreeTypeFont) else t.encode("latin-1", "replace").decode("latin-1")
+    return t if isinstance(_title_font(), ImageFont.FreeTypeFont) else t.encode("latin-1", "replace").decode("latin-1")
 
-def _font():
+def _title_font():
+    "Pillow's default font at its default size: the one-line titles of exported pictures (`viz` captions use 13 px)."
     from PIL import ImageFont
     return ImageFont.load_default()
 
@@ -84,7 +85,7 @@ def _titled(arr: np.ndarray, title: str | None) -> np.ndarray:
     "`arr` (RGB) with a one-line `title` band above it (clipped to the width)."
     if not title: return arr
     from PIL import Image, ImageDraw
-    font = _font()
+    font = _title_font()
     lh = font.getbbox("Ag|")[3] + 8
     out = np.full((arr.shape[0] + lh, arr.shape[1], 3), 255, np.uint8)
     out[lh:] = arr
@@ -331,7 +332,7 @@ def _rows_in(markup: str) -> list[int]:
     return [int(r) for r in re.findall(r'data-r="(\d+)"', markup)]
 
 # %% ../nbs/15_report.ipynb #ae42a536
-def _tile(r: int, caption: str, *, hl: bool = False, bars=(), vals=None, near=None) -> str:
+def _tile_html(r: int, caption: str, *, hl: bool = False, bars=(), vals=None, near=None) -> str:
     "One image tile of store row `r`: picture (by class), optional colour `bars` with their `vals`, was-near note, caption."
     b = "".join(f'<b style="background:{c}"></b>' for c in bars)
     v = "" if vals is None else f' data-v="{vals[0]:g}|{vals[1]:g}|{vals[2]:+.3f}"'
@@ -341,7 +342,7 @@ def _tile(r: int, caption: str, *, hl: bool = False, bars=(), vals=None, near=No
 
 def _grid(rows, captions, ncols: int) -> str:
     "A grid of tiles, the first (the anchor, or the strongest image) framed."
-    tiles = "".join(_tile(r, c, hl=j == 0) for j, (r, c) in enumerate(zip(rows, captions)))
+    tiles = "".join(_tile_html(r, c, hl=j == 0) for j, (r, c) in enumerate(zip(rows, captions)))
     return f'<div class="grid" style="--cols:{int(ncols)}">{tiles}</div>'
 
 def _snapshot_block(snap: Snapshot, n: int, a: str, b: str, caption) -> str:
@@ -350,14 +351,14 @@ def _snapshot_block(snap: Snapshot, n: int, a: str, b: str, caption) -> str:
     for r in snap.rows:
         cols = list(zip(rank_colors(r.rank_before, n), rank_colors(r.rank_after, n), delta_colors(r.delta, vmax)))
         near = [None] * len(r.indices) if r.was_near is None else [bool(x) for x in r.was_near]
-        tiles = "".join(_tile(i, caption(i), bars=cols[j], vals=(r.rank_before[j], r.rank_after[j], r.delta[j]),
+        tiles = "".join(_tile_html(i, caption(i), bars=cols[j], vals=(r.rank_before[j], r.rank_after[j], r.delta[j]),
                               near=near[j]) for j, i in enumerate(r.indices))
         rows.append(f'<p class="rowt">{esc(r.title)}</p><div class="srow">{tiles}</div>')
     key = (f'<p class="legend">Bars under each image: rank distance to the probe in {esc(a)} (before), then in '
            f'{esc(b)} (after): <i class="g-rank"></i> near (rank 1) to far (rank {max(n - 1, 1):,}), log scale; '
            f'then Δ from −{vmax:g} to +{vmax:g} (the largest change shown): <i class="g-delta"></i> blue = pulled closer '
            f'in {esc(b)}, white = unchanged, red = pushed away.</p>')
-    return (f'<div class="snap"><div><p class="rowt">probe</p>{_tile(snap.probe, caption(snap.probe), hl=True)}</div>'
+    return (f'<div class="snap"><div><p class="rowt">probe</p>{_tile_html(snap.probe, caption(snap.probe), hl=True)}</div>'
             f'<div class="rows">{"".join(rows)}{key}</div></div>')
 
 def _scales_css() -> str:

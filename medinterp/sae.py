@@ -20,8 +20,9 @@ from fastcore.basics import patch
 from torch import nn
 
 from .concepts import Concept, Concepts
-from .core import (PRECISIONS, Config, atomic_dir, autocast, derive_seed, fingerprint, load_config,
-                            make_rng, make_rng_seed, save_config, select_device, torch_generator, write_json_atomic)
+from .core import (PRECISIONS, Config, _is_int, _is_num, atomic_dir, autocast, derive_seed, fingerprint,
+                            load_config, make_rng, make_rng_seed, save_config, select_device, torch_generator,
+                            write_json_atomic)
 from .extract import ActivationStore, NonFiniteActivationError
 
 # %% auto #0
@@ -138,9 +139,6 @@ ARCHITECTURES = ("relu", "topk", "batchtopk", "matryoshka")
 MATRYOSHKA_FRACTIONS = (1 / 32, 1 / 8, 1 / 2)   # default Matryoshka prefixes as fractions of m (m itself is last)
 KERNELS = ("auto", "dense", "sparse")
 SPARSE_MIN_SIZE = 1 << 20        # kernels="auto" uses the sparse products on CPU from this many decoder weights (m x d)
-
-def _is_int(v) -> bool: return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
-def _is_num(v) -> bool: return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
 
 @dataclass(frozen=True)
 class SAEConfig(Config):
@@ -609,7 +607,7 @@ def _fingerprint_rows(data, rows, chunk: int = 65536) -> str:
     for i in range(0, len(rows), chunk): h.update(np.ascontiguousarray(data[rows[i:i + chunk]]).tobytes())
     return h.hexdigest()[:16]
 
-def _batches(sae: SAE, data, rows, batch_size: int, standardized: bool):
+def _standardized_batches(sae: SAE, data, rows, batch_size: int, standardized: bool):
     "Standardised float32 tensors on the SAE's device, `batch_size` rows of `data[rows]` at a time."
     if sae.standardizer is None and not standardized:
         raise ValueError("this SAE has no Standardizer: pass standardised rows with standardized=True")
@@ -684,7 +682,7 @@ def sae_metrics(sae: SAE, X, *, batch_size: int = 4096, standardized: bool = Fal
     data, rows, ids, info = _source(X)
     _check_finite(data, rows, ids, info)
     if len(rows) == 0: raise ValueError("no rows to evaluate")
-    return _metrics(sae, _batches(sae, data, rows, batch_size, standardized), len(rows), prefixes)
+    return _metrics(sae, _standardized_batches(sae, data, rows, batch_size, standardized), len(rows), prefixes)
 
 @torch.no_grad()
 def encode_all(sae: SAE, X, batch_size: int = 4096, *, sparse: bool = False, standardized: bool = False):
@@ -698,7 +696,7 @@ def encode_all(sae: SAE, X, batch_size: int = 4096, *, sparse: bool = False, sta
     sae.eval()
     parts, out, i0 = [], (None if sparse else np.zeros((len(data), sae.m), dtype=np.float32)), 0
     try:
-        for x in _batches(sae, data, rows, batch_size, standardized):
+        for x in _standardized_batches(sae, data, rows, batch_size, standardized):
             r, c, v = (t.cpu().numpy() for t in sae.sparse_codes(x))
             r = rows[i0 + r]
             if sparse: parts.append((r, c, v))

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import warnings
 from dataclasses import dataclass
@@ -20,7 +19,8 @@ import pandas as pd
 from . import confounds
 from .concepts import Concepts, _unit_image
 from .data import BASE_META
-from .core import Config, fingerprint, provenance, write_json_atomic, write_text_atomic
+from .core import (Config, _safe_name, _write_npy_atomic, fingerprint, provenance, write_json_atomic,
+                            write_text_atomic)
 from .evaluate import NamingContext, OfflineNamer, compare_tables, concept_latents, latent_concepts, name_latents
 from .extract import ActivationStore, extract
 from .rdx import RDXConfig
@@ -53,8 +53,6 @@ class StudyConfig(Config):
             raise ValueError(f"thumb_size must be an integer in 16..1024, got {self.thumb_size!r}")
 
 # %% ../nbs/13_study.ipynb #ca817dca
-def _safe(name: str) -> str: return re.sub(r"[^A-Za-z0-9.-]+", "_", str(name)).strip("._") or "run"
-
 class Study:
     "One study folder (see above). Make it with `Study.create`, read it with `Study.open`; parts load on first use."
     def __init__(self, path, config: StudyConfig, record: dict):
@@ -101,14 +99,6 @@ class Study:
     report_path = property(lambda self: self.path / "report.html")
 
 # %% ../nbs/13_study.ipynb #742b7703
-def _write_npy_atomic(path: Path, arr: np.ndarray):
-    tmp = path.with_name(f".{path.name}.partial")
-    try:
-        with open(tmp, "wb") as f: np.save(f, arr)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists(): tmp.unlink()
-
 def _write_csv_atomic(path: Path, df: pd.DataFrame):
     write_text_atomic(path, df.to_csv(index=False))
 
@@ -412,7 +402,7 @@ def train_sae(self: Study, layer: str | None = None, config: SAEConfig | None = 
     if layer not in store.layers: raise KeyError(f"no layer {layer!r} in the study; layers: {store.layers}")
     config = SAEConfig() if config is None else config
     pool = resolve_poolings(store, [layer], pooling)[layer]
-    name = _safe(name or _default_run_name(layer, pool, config))
+    name = _safe_name(name or _default_run_name(layer, pool, config), "run")
     folder = self.sae_dir / name
     rows, excluded = usable_rows(store, [layer], pool)
     ident = _sae_identity(store, layer, pool, rows)

@@ -21,7 +21,7 @@ from .concepts import Concepts, enrichment, enrichment_table, name_concepts
 from .confounds import same_grouping
 from fastcore.basics import patch
 
-from .core import dumps, fingerprint, provenance, write_bytes_atomic, write_json_atomic
+from .core import _safe_name, dumps, fingerprint, provenance, write_bytes_atomic, write_json_atomic
 from .data import KINDS
 from .extract import ActivationStore, comparable_manifest
 from .rdx import (DIRECTIONS, RDXConfig, RDXResult, available_memory, estimate_memory, load_result,
@@ -84,11 +84,9 @@ def usable_rows(store: ActivationStore, layers, pooling="cls") -> tuple[np.ndarr
 SWEEP_FORMAT = "medinterp.rdx_sweep"
 ENGINES = ("auto", "dense", "landmarks")
 
-def _safe(name: str) -> str: return re.sub(r"[^A-Za-z0-9.-]+", "_", str(name)).strip("._") or "layer"
-
 def pair_dirname(i: int, a: str, b: str) -> str:
     "Folder name of pair `i` (a → b) inside a sweep."
-    return f"{i:02d}__{_safe(a)}__{_safe(b)}"
+    return f"{i:02d}__{_safe_name(a, 'layer')}__{_safe_name(b, 'layer')}"
 
 def _choose_engine(engine: str, n: int, max_dense: int = 20_000) -> str:
     if engine not in ENGINES: raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")

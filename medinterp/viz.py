@@ -127,7 +127,7 @@ def rank_colors(ranks, n: int) -> list[str]:
 _BG, _INK, _MUTED = (255, 255, 255), (34, 34, 34), (110, 110, 110)
 
 @functools.lru_cache(maxsize=1)
-def _font():
+def _caption_font():
     "Pillow's bundled font at 13 px, so captions in the pictures stay legible (Pillow < 10.1: its small bitmap font)."
     from PIL import ImageFont
     try: return ImageFont.load_default(size=13)
@@ -141,11 +141,11 @@ _SPELL = {"Δ": "delta", "−": "-", "–": "-", "—": "-", "…": "...", "→"
 def _has_glyph(ch: str) -> bool:
     "Whether the default font draws `ch` (Pillow's bundled font lacks e.g. Greek: those would print as boxes)."
     if ch.isascii(): return True
-    font = _font()
+    font = _caption_font()
     try: return not np.array_equal(np.array(font.getmask(ch)), np.array(font.getmask("\uffff")))
     except Exception: return False
 
-def _fit(font, text: str, width: float) -> str:
+def _fit_text(font, text: str, width: float) -> str:
     "`text` on one line, characters the font lacks spelled out or replaced by '?', clipped with '...' to `width` px."
     text = "".join(_SPELL.get(c, c) for c in str(text).replace("\n", " "))
     text = "".join(c if _has_glyph(c) else "?" for c in text)
@@ -154,8 +154,8 @@ def _fit(font, text: str, width: float) -> str:
     return text + "..." if text else ""
 
 def _draw_text(draw, xy, text: str, width: float, fill=_INK):
-    font = _font()
-    draw.text(xy, _fit(font, text, width), font=font, fill=fill)
+    font = _caption_font()
+    draw.text(xy, _fit_text(font, text, width), font=font, fill=fill)
 
 def _gradient(scale, width: int, height: int) -> np.ndarray:
     return np.repeat(_sample(scale, np.linspace(0, 1, width))[None], height, axis=0)
@@ -164,7 +164,7 @@ def legend_image(n: int | None = None, vmax: float = 1.0, width: int = 520, laye
     """RGB key to the three bars under each snapshot image: rank before (in `layers[0]`), rank after (in `layers[1]`)
     and Δ on `[-vmax, vmax]`. `n` (number of images) labels the far end of the rank scale."""
     from PIL import Image, ImageDraw
-    font = _font(); lh = _line_height(font)
+    font = _caption_font(); lh = _line_height(font)
     width = max(int(width), 240)
     bar_w = width - 16; bar_h = 10
     h = 8 + 3 * lh + 2 * (bar_h + 2 + lh) + 4
@@ -190,7 +190,8 @@ def legend_image(n: int | None = None, vmax: float = 1.0, width: int = 520, laye
     return np.asarray(im)
 
 # %% ../nbs/12_viz.ipynb #1c008677
-def _tile(im) -> np.ndarray:
+def _rgb_tile(im) -> np.ndarray:
+    "`im` as an RGB uint8 tile: RGB uint8 as is, anything else through `to_uint8` as grey."
     a = np.asarray(im)
     if a.ndim == 3 and a.shape[-1] == 3 and a.dtype == np.uint8: return a
     return np.repeat(to_uint8(a)[..., None], 3, axis=-1)
@@ -205,7 +206,7 @@ def _indices(sel, n: int, what: str) -> set[int]:
         out.add(int(i) % n)
     return out
 
-def _frame(canvas: np.ndarray, y0: int, x0: int, y1: int, x1: int, w: int, color):
+def _draw_frame(canvas: np.ndarray, y0: int, x0: int, y1: int, x1: int, w: int, color):
     "Draw a `w`-pixel frame whose outer edge is the box [y0, y1) × [x0, x1)."
     c = np.array(_rgb(color) if isinstance(color, str) else color, np.uint8)
     canvas[y0:y0 + w, x0:x1] = c; canvas[y1 - w:y1, x0:x1] = c
@@ -214,13 +215,13 @@ def _frame(canvas: np.ndarray, y0: int, x0: int, y1: int, x1: int, w: int, color
 def grid_image(images, ncols: int = 4, captions=None, highlight=None, pad: int = 2) -> np.ndarray:
     "RGB uint8 grid of `images` (row-major, `ncols` wide), with optional `captions` and `highlight`ed tiles."
     from PIL import Image, ImageDraw
-    tiles = [_tile(im) for im in images]
+    tiles = [_rgb_tile(im) for im in images]
     n = len(tiles)
     if not n: raise ValueError("grid_image needs at least one image")
     if captions is not None and len(captions) != n: raise ValueError(f"{len(captions)} captions for {n} images")
     if int(pad) != pad or pad < 0: raise ValueError(f"pad must be a non-negative integer, got {pad!r}")
     hl, pad = _indices(highlight, n, "highlight"), int(pad)
-    font = _font(); lh = _line_height(font)
+    font = _caption_font(); lh = _line_height(font)
     th, tw = max(t.shape[0] for t in tiles), max(t.shape[1] for t in tiles)
     lines = max((len(str(c).split("\n")) for c in captions if c is not None), default=0) if captions is not None else 0
     cap_h = lines * lh + (2 if lines else 0)
@@ -233,8 +234,8 @@ def grid_image(images, ncols: int = 4, captions=None, highlight=None, pad: int =
         oy, ox = (th - t.shape[0]) // 2, (tw - t.shape[1]) // 2
         canvas[y + oy:y + oy + t.shape[0], x + ox:x + ox + t.shape[1]] = t
         if k in hl:
-            if pad: _frame(canvas, y - pad, x - pad, y + th + cap_h + pad, x + tw + pad, pad, HIGHLIGHT_COLOR)
-            else: _frame(canvas, y, x, y + th, x + tw, min(2, th, tw), HIGHLIGHT_COLOR)
+            if pad: _draw_frame(canvas, y - pad, x - pad, y + th + cap_h + pad, x + tw + pad, pad, HIGHLIGHT_COLOR)
+            else: _draw_frame(canvas, y, x, y + th, x + tw, min(2, th, tw), HIGHLIGHT_COLOR)
     if lines:
         im = Image.fromarray(canvas); d = ImageDraw.Draw(im)
         for k, cap in enumerate(captions):
@@ -303,7 +304,7 @@ def snapshot_image(snap, images, *, size: int = 96, n: int | None = None, vmax: 
     "RGB picture of a `medinterp.rdx.Snapshot`: probe, three neighbour rows with rank/Δ bars, legend."
     from PIL import Image, ImageDraw
     rows, probe, n, vmax = _snapshot_tiles(snap, images, size, n, vmax)
-    font = _font(); lh = _line_height(font)
+    font = _caption_font(); lh = _line_height(font)
     M, G, BH = 10, 6, 6                                        # margin, gap between tiles, bar height
     k = max([len(ts) for _, ts in rows] + [1])
     x0 = M + size + 4 * G                                      # left edge of the rows
@@ -318,7 +319,7 @@ def snapshot_image(snap, images, *, size: int = 96, n: int | None = None, vmax: 
     top = M + header_h
     # probe, framed
     canvas[top + lh:top + lh + size, M:M + size] = probe[..., None]
-    _frame(canvas, top + lh - 3, M - 3, top + lh + size + 3, M + size + 3, 3, HIGHLIGHT_COLOR)
+    _draw_frame(canvas, top + lh - 3, M - 3, top + lh + size + 3, M + size + 3, 3, HIGHLIGHT_COLOR)
     # rows
     y = top
     texts = []                                                 # (x, y, text, max width, colour)
@@ -623,7 +624,7 @@ def _kind_runs(rows) -> list[tuple[str, int, int]]:
         else: runs.append([k, i, i + 1])
     return [tuple(r) for r in runs]
 
-def _pct(v: float) -> str: return "" if np.isnan(v) else f"{100 * v:.0f} %"
+def _cell_pct(v: float) -> str: return "" if np.isnan(v) else f"{100 * v:.0f} %"
 
 # %% ../nbs/12_viz.ipynb #eea37c47
 def depth_profile_figure(profile: pd.DataFrame, *, title=None):
@@ -644,8 +645,8 @@ def depth_profile_figure(profile: pd.DataFrame, *, title=None):
         return fig
     ylab = [f"{e(k)} · {e(f)}" for k, f in rows]
     xlab = [e(c) for c in cols]
-    text = [[_pct(v) for v in r] for r in V]
-    hover = [[f"{_pct(v)} of the concept's members" if not np.isnan(v) else "no reported concept" for v in r] for r in V]
+    text = [[_cell_pct(v) for v in r] for r in V]
+    hover = [[f"{_cell_pct(v)} of the concept's members" if not np.isnan(v) else "no reported concept" for v in r] for r in V]
     fig = go.Figure(go.Heatmap(
         z=np.where(np.isnan(V), None, 100 * V).tolist(), x=xlab, y=ylab, text=text, texttemplate="%{text}",
         textfont=dict(size=12), customdata=hover, hovertemplate="%{y}<br>%{x}: %{customdata}<extra></extra>",
@@ -672,7 +673,7 @@ def _font_px(px: int):
 
 def _text_at(draw, x, y_mid, text, font, fill=_INK, align="left", width=None):
     "One line of `text` vertically centred on `y_mid`, left-aligned at `x`, centred on `x`, or right-aligned to `x`."
-    t = _fit(font, text, width if width is not None else 10 ** 6)
+    t = _fit_text(font, text, width if width is not None else 10 ** 6)
     bb = font.getbbox("Ag|"); w = font.getlength(t)
     x0 = x - w / 2 if align == "center" else x - w if align == "right" else x
     draw.text((x0, y_mid - (bb[1] + bb[3]) / 2), t, font=font, fill=fill)
@@ -680,7 +681,7 @@ def _text_at(draw, x, y_mid, text, font, fill=_INK, align="left", width=None):
 def _rotated_label(text: str, font, width: float):
     "An 'L' mask of `text` (clipped to `width` px) rotated 45° anticlockwise; its text starts at the bottom left."
     from PIL import Image, ImageDraw
-    t = _fit(font, text, width)
+    t = _fit_text(font, text, width)
     bb = font.getbbox("Ag|")
     m = Image.new("L", (int(font.getlength(t)) + 4, bb[3] + 4), 0)
     ImageDraw.Draw(m).text((2, 2), t, font=font, fill=255)
@@ -705,9 +706,9 @@ def depth_profile_image(profile: pd.DataFrame, *, scale: int = 2, title=None) ->
         if title is not None: _text_at(d, pad, pad + lh / 2, title, font, width=w - 2 * pad)
         _text_at(d, w / 2, pad + title_h + lh, _EMPTY_PROFILE, font, fill=_MUTED, align="center")
         return np.asarray(im)
-    kind_w = max(font.getlength(_fit(font, k, 160 * s)) for k, _ in rows) + 14 * s
-    fac_w = max(font.getlength(_fit(font, f, 260 * s)) for _, f in rows) + 14 * s
-    lab_w = [font.getlength(_fit(font, c, 220 * s)) for c in cols]
+    kind_w = max(font.getlength(_fit_text(font, k, 160 * s)) for k, _ in rows) + 14 * s
+    fac_w = max(font.getlength(_fit_text(font, f, 260 * s)) for _, f in rows) + 14 * s
+    lab_w = [font.getlength(_fit_text(font, c, 220 * s)) for c in cols]
     cell_w = int(max(font.getlength("100 %") + 20 * s, 60 * s))
     rotate = max(lab_w) + 12 * s > 96 * s                                 # long names: turned 45°, narrow cells
     if not rotate: cell_w = int(max(cell_w, max(lab_w) + 12 * s))
@@ -741,7 +742,7 @@ def depth_profile_image(profile: pd.DataFrame, *, scale: int = 2, title=None) ->
             if np.isnan(v): d.rectangle(box, outline=(215, 215, 215), width=1); continue
             d.rectangle(box, fill=tuple(int(c) for c in rgb[i, j]))
             ink = (255, 255, 255) if v > 0.55 else _INK
-            _text_at(d, x0 + (cell_w - gap) / 2, ym, _pct(v), small, fill=ink, align="center")
+            _text_at(d, x0 + (cell_w - gap) / 2, ym, _cell_pct(v), small, fill=ink, align="center")
     y = y_cells + len(rows) * row_h + 12 * s                              # legend: colour bar and the empty cell
     bar_x, bar_w, bar_h = int(pad + font.getlength("purity") + 10 * s), 200 * s, 12 * s
     _text_at(d, pad, y + bar_h / 2, "purity", font)
