@@ -25,38 +25,12 @@ import numpy as np
 import medinterp
 
 # %% auto #0
-__all__ = ['SeedLike', 'DATA_ENV', 'PRECISIONS', 'to_jsonable', 'dumps', 'fingerprint', 'Config', 'make_rng', 'spawn_rngs',
-           'make_rng_seed', 'derive_seed', 'torch_generator', 'data_dir', 'data_path', 'select_device', 'autocast',
+__all__ = ['SeedLike', 'DATA_ENV', 'PRECISIONS', 'Config', 'to_jsonable', 'dumps', 'fingerprint', 'make_rng', 'make_rng_seed',
+           'spawn_rngs', 'derive_seed', 'torch_generator', 'data_dir', 'data_path', 'select_device', 'autocast',
            'write_bytes_atomic', 'write_text_atomic', 'write_json_atomic', 'atomic_dir', 'provenance', 'save_config',
            'load_config']
 
-# %% ../nbs/00_core.ipynb #305eb72f
-def to_jsonable(obj):
-    "Convert `obj` (configs, paths, tuples, numpy scalars and arrays) into plain JSON-serialisable Python."
-    if isinstance(obj, Config): return obj.to_dict()
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-    if isinstance(obj, Path): return str(obj)
-    if isinstance(obj, dict): return {str(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)): return [to_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray): return to_jsonable(obj.tolist())
-    if isinstance(obj, np.generic): return obj.item()
-    return obj
-
-def dumps(obj, indent=None) -> str:
-    "Canonical JSON (sorted keys, no NaN) of `obj` after `to_jsonable`."
-    return json.dumps(to_jsonable(obj), sort_keys=True, indent=indent, allow_nan=False)
-
-def fingerprint(obj, n: int = 16) -> str:
-    "Short sha256 hex digest of `obj`: bytes and arrays are hashed raw, everything else as canonical JSON."
-    h = hashlib.sha256()
-    if isinstance(obj, (bytes, bytearray)): h.update(obj)
-    elif isinstance(obj, np.ndarray):
-        h.update(str((obj.dtype.str, obj.shape)).encode()); h.update(np.ascontiguousarray(obj).tobytes())
-    else: h.update(dumps(obj).encode())
-    return h.hexdigest()[:n]
-
-# %% ../nbs/00_core.ipynb #a72e0f17
+# %% ../nbs/00_core.ipynb #82a87a04
 def _coerce(value, tp):
     "Rebuild a JSON value as the annotated type `tp` (tuples, paths, nested configs, optionals)."
     if value is None: return None
@@ -77,6 +51,7 @@ def _coerce(value, tp):
     if tp is float and isinstance(value, int) and not isinstance(value, bool): return float(value)
     return value
 
+# %% ../nbs/00_core.ipynb #a72e0f17
 class Config:
     """Base class of medinterp's stage configs: subclass it as a `@dataclass(frozen=True)`.
 
@@ -123,6 +98,34 @@ class Config:
         "Short content hash of the config's fields."
         return fingerprint({"_config": type(self).__name__, **self.to_dict()})
 
+# %% ../nbs/00_core.ipynb #305eb72f
+def to_jsonable(obj):
+    "Convert `obj` (configs, paths, tuples, numpy scalars and arrays) into plain JSON-serialisable Python."
+    if isinstance(obj, Config): return obj.to_dict()
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, Path): return str(obj)
+    if isinstance(obj, dict): return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)): return [to_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray): return to_jsonable(obj.tolist())
+    if isinstance(obj, np.generic): return obj.item()
+    return obj
+
+# %% ../nbs/00_core.ipynb #b80d879e
+def dumps(obj, indent=None) -> str:
+    "Canonical JSON (sorted keys, no NaN) of `obj` after `to_jsonable`."
+    return json.dumps(to_jsonable(obj), sort_keys=True, indent=indent, allow_nan=False)
+
+# %% ../nbs/00_core.ipynb #23a95fa6
+def fingerprint(obj, n: int = 16) -> str:
+    "Short sha256 hex digest of `obj`: bytes and arrays are hashed raw, everything else as canonical JSON."
+    h = hashlib.sha256()
+    if isinstance(obj, (bytes, bytearray)): h.update(obj)
+    elif isinstance(obj, np.ndarray):
+        h.update(str((obj.dtype.str, obj.shape)).encode()); h.update(np.ascontiguousarray(obj).tobytes())
+    else: h.update(dumps(obj).encode())
+    return h.hexdigest()[:n]
+
 # %% ../nbs/00_core.ipynb #4c9a37e6
 SeedLike = typing.Union[int, np.integer, np.random.SeedSequence, np.random.Generator]
 
@@ -135,12 +138,7 @@ def make_rng(seed: SeedLike) -> np.random.Generator:
     if isinstance(seed, (int, np.integer, np.random.SeedSequence)): return np.random.default_rng(seed)
     raise TypeError(f"cannot make a random generator from {type(seed).__name__}: {seed!r}")
 
-def spawn_rngs(seed: SeedLike, n: int) -> list[np.random.Generator]:
-    "`n` statistically independent generators derived from `seed`."
-    if isinstance(seed, np.random.Generator): return list(seed.spawn(n))
-    ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(int(make_rng_seed(seed)))
-    return [np.random.default_rng(s) for s in ss.spawn(n)]
-
+# %% ../nbs/00_core.ipynb #a6a3d2ea
 def make_rng_seed(seed) -> int:
     "Validate an integer seed and return it as a Python int."
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
@@ -148,11 +146,20 @@ def make_rng_seed(seed) -> int:
     if seed < 0: raise ValueError(f"seeds must be >= 0, got {seed}")
     return int(seed)
 
+# %% ../nbs/00_core.ipynb #fabc82c8
+def spawn_rngs(seed: SeedLike, n: int) -> list[np.random.Generator]:
+    "`n` statistically independent generators derived from `seed`."
+    if isinstance(seed, np.random.Generator): return list(seed.spawn(n))
+    ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(int(make_rng_seed(seed)))
+    return [np.random.default_rng(s) for s in ss.spawn(n)]
+
+# %% ../nbs/00_core.ipynb #3dcea173
 def derive_seed(seed: int, *keys) -> int:
     "A stable 32-bit seed for the sub-task named by `keys` (strings/ints), derived from `seed`."
     digest = hashlib.sha256(dumps([make_rng_seed(seed), *keys]).encode()).digest()
     return int.from_bytes(digest[:4], "little")
 
+# %% ../nbs/00_core.ipynb #e4381f37
 def torch_generator(seed: int, device="cpu"):
     "A seeded `torch.Generator` on `device` (for samplers, dropout masks, initialisation)."
     import torch
@@ -171,6 +178,7 @@ def data_dir() -> Path:
     if (checkout / "settings.ini").is_file() and (checkout / "data").is_dir(): return checkout / "data"
     return (Path.cwd() / "data").resolve()
 
+# %% ../nbs/00_core.ipynb #3a9ce88f
 def data_path(*parts, must_exist: bool = False) -> Path:
     "Resolve `parts` against `data_dir()` (an absolute first part is used as is)."
     p = Path(*parts).expanduser() if parts else Path()
@@ -203,6 +211,7 @@ def select_device(device=None):
     elif dev.type != "cpu": raise ValueError(f"unsupported device {device!r}")
     return dev
 
+# %% ../nbs/00_core.ipynb #a228405d
 PRECISIONS = ("float32", "bfloat16", "float16")
 
 def autocast(device, precision: str = "float32"):
@@ -244,14 +253,17 @@ def write_bytes_atomic(path, data: bytes) -> Path:
     with _atomic_file(path) as f: f.write(data)
     return Path(path)
 
+# %% ../nbs/00_core.ipynb #84d9dbb1
 def write_text_atomic(path, text: str) -> Path:
     "Write `text` (UTF-8) to `path` atomically, as `write_bytes_atomic`."
     return write_bytes_atomic(path, text.encode("utf-8"))
 
+# %% ../nbs/00_core.ipynb #5dc93c93
 def write_json_atomic(path, obj, indent: int = 2) -> Path:
     "Write `obj` as canonical JSON to `path` atomically."
     return write_text_atomic(path, dumps(obj, indent=indent) + "\n")
 
+# %% ../nbs/00_core.ipynb #c13210a9
 @contextmanager
 def atomic_dir(path, overwrite: bool = False):
     "Yield a temporary folder beside `path`; on success it is renamed to `path`, on error it is removed."
@@ -267,6 +279,7 @@ def atomic_dir(path, overwrite: bool = False):
     if path.exists(): shutil.rmtree(path)
     os.replace(tmp, path)
 
+# %% ../nbs/00_core.ipynb #a93372c4
 def provenance(**extra) -> dict:
     "Versions and time that produced an artifact, plus any `extra` fields."
     import importlib.metadata as md
@@ -277,12 +290,14 @@ def provenance(**extra) -> dict:
     return {"medinterp": medinterp.__version__, "python": platform.python_version(), "platform": platform.platform(),
             "packages": versions, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), **extra}
 
+# %% ../nbs/00_core.ipynb #8ce52685
 def save_config(directory, config: Config, input_fingerprint: str | None = None, **extra) -> Path:
     "Write `directory/config.json`: the config, its type, the input fingerprint and the provenance."
     record = {"config_type": type(config).__name__, "config": config.to_dict(), "config_fingerprint": config.fingerprint(),
               "input_fingerprint": input_fingerprint, "provenance": provenance(**extra)}
     return write_json_atomic(Path(directory) / "config.json", record)
 
+# %% ../nbs/00_core.ipynb #1fa6e2df
 def load_config(directory, cls: type[Config]) -> Config:
     "Read the config saved by `save_config` in `directory` as an instance of `cls`."
     p = Path(directory) / "config.json"
