@@ -62,6 +62,8 @@ def hsic_debiased(Gx, Gy) -> float:
     Gx, Gy = _check_grams(Gx, Gy, 4)
     return float((_u_centre(Gx) * _u_centre(Gy)).sum())
 
+
+# %% ../nbs/06_compare.ipynb #b661b65d
 def hsic_biased(Gx, Gy) -> float:
     "Biased HSIC of two `N x N` Gram matrices: `sum_ij (H Gx H)_ij (H Gy H)_ij` with the centring matrix `H`."
     Gx, Gy = _check_grams(Gx, Gy, 2)

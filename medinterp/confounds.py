@@ -331,6 +331,8 @@ def save(self: Audit, folder) -> Path:
         "fingerprints": {k: fingerprint(v.encode("utf-8")) for k, v in texts.items()}, "provenance": provenance()})
     return folder
 
+
+# %% ../nbs/07a_confounds.ipynb #365abf20
 def _read_typed(text: str, columns, index: str | None = None) -> pd.DataFrame:
     "A CSV written by `Audit.save` back with the canonical dtypes (empty cells in number columns are NaN)."
     df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
@@ -473,6 +475,8 @@ def explained_by(members, label, strata, *, confound: str = "confound", label_na
     where = f"each {confound} band" if kind in ("numeric", "age") else f"each {confound}"
     return Stratified(**s, testable=True, text=_stratified_text(str(label_name), where, str(confound), s, counts))
 
+
+# %% ../nbs/07a_confounds.ipynb #306b0112
 def explain(members, label, confounds: Mapping, **kw) -> list[Stratified]:
     "`explained_by` for each confound of `confounds` ({name: per-row values}, or a DataFrame's columns), in order."
     if not isinstance(confounds, (Mapping, pd.DataFrame)):
