@@ -49,6 +49,7 @@ def _load_npy(path: Path, shape) -> np.ndarray | None:
     except Exception: return None
     return a if a.shape == tuple(shape) and np.isfinite(a).all() else None
 
+# %% ../nbs/14_browser.ipynb #ee30f3b7
 NOTES_FORMAT = "medinterp.notes"
 NOTE_COLUMNS = ("scope", "pair", "direction", "sae", "concept", "name", "text", "config_fingerprint",
                 "concepts_fingerprint", "updated")
@@ -78,6 +79,7 @@ def _int_row(row, what: str = "a row") -> int:
         raise TypeError(f"{what} must be an integer{' (a store row)' if what == 'a row' else ''}, got {row!r}")
     return int(row)
 
+# %% ../nbs/14_browser.ipynb #ece08f93
 class BrowserModel:
     """What the browser shows, as plain data (see above). `study`: a `Study` or its folder; `projection`: 'pca' or
     'umap'; `max_points`: most points drawn per scatter panel; `k`: neighbours for the neighbourhood affinity;
@@ -120,36 +122,38 @@ class BrowserModel:
             self.state.update(sae=study.saes[0], latent=int(lat["latent"].iloc[0]) if len(lat) else None)
         self.select_pair(done[0])
 
-    def _precompute(self, done: list[int], affinity: bool, progress: bool):
-        "Concept tables of the finished pairs, one projection per layer, each pair's alignment and (`affinity`) affinity."
-        layers = list(dict.fromkeys(l for i in done for l in self.sweep.pairs[i]))
-        steps = ([("concepts", i) for i in done] + [("projection", l) for l in layers]
-                 + ([("affinity", i) for i in done] if affinity else []))
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
-            bar = tqdm(total=len(steps), desc="browser", unit="step", leave=False)   # gone once the browser is ready
-        try:
-            for what, x in steps:
-                if bar is not None: bar.set_postfix_str(f"{what} {self.pairs[x] if what != 'projection' else x}")
-                if what == "concepts": self._load_pair(x)
-                elif what == "projection": self._proj[x] = self._load_projection(x)
-                else: self.affinity_scores(x, "10")
-                if bar is not None: bar.update(1)
-        finally:
-            if bar is not None: bar.close()
-        for i in done:
-            a, b = self.sweep.pairs[i]
-            self._coords[i] = (self._proj[a], align_2d(self._proj[a], self._proj[b]))
-
     def __repr__(self) -> str:
         s = self.state
         return (f"BrowserModel({self.study.config.name!r}: {self.n} images, {sum(self.done)}/{len(self.pairs)} pairs; "
                 f"pair {s['pair']} direction {s['direction']} concept {s['concept']} probe {s['probe']})")
 
-# %% ../nbs/14_browser.ipynb #3af3ea12
+# %% ../nbs/14_browser.ipynb #5a4d619d
 from fastcore.basics import patch
 
+@patch
+def _precompute(self: BrowserModel, done: list[int], affinity: bool, progress: bool):
+    "Concept tables of the finished pairs, one projection per layer, each pair's alignment and (`affinity`) affinity."
+    layers = list(dict.fromkeys(l for i in done for l in self.sweep.pairs[i]))
+    steps = ([("concepts", i) for i in done] + [("projection", l) for l in layers]
+             + ([("affinity", i) for i in done] if affinity else []))
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=len(steps), desc="browser", unit="step", leave=False)   # gone once the browser is ready
+    try:
+        for what, x in steps:
+            if bar is not None: bar.set_postfix_str(f"{what} {self.pairs[x] if what != 'projection' else x}")
+            if what == "concepts": self._load_pair(x)
+            elif what == "projection": self._proj[x] = self._load_projection(x)
+            else: self.affinity_scores(x, "10")
+            if bar is not None: bar.update(1)
+    finally:
+        if bar is not None: bar.close()
+    for i in done:
+        a, b = self.sweep.pairs[i]
+        self._coords[i] = (self._proj[a], align_2d(self._proj[a], self._proj[b]))
+
+# %% ../nbs/14_browser.ipynb #3af3ea12
 @patch
 def _load_pair(self: BrowserModel, i: int):
     res = self.sweep.result(i)
@@ -163,6 +167,7 @@ def _load_pair(self: BrowserModel, i: int):
               "anchor": int(self.rows[x.grid[0] if len(x.grid) else x.members[0]]),
               "grid": [int(r) for r in self.rows[x.grid]], "flags": list(x.flags)} for x in c], columns=list(CONCEPT_COLUMNS))
 
+# %% ../nbs/14_browser.ipynb #54145cc1
 @patch
 def _rep(self: BrowserModel, layer: str) -> np.ndarray:
     "The sweep's rows of `layer` (float64), kept for the 4 most recently used layers."
@@ -172,6 +177,7 @@ def _rep(self: BrowserModel, layer: str) -> np.ndarray:
         while len(self._reps) > 4: self._reps.popitem(last=False)
     return self._reps[layer]
 
+# %% ../nbs/14_browser.ipynb #2cd95e3d
 @patch
 def _cache_key(self: BrowserModel, **what) -> str:
     rec = self.sweep.record
@@ -192,6 +198,7 @@ def _load_projection(self: BrowserModel, layer: str) -> np.ndarray:
         _write_npy_atomic(path, P)
     return P
 
+# %% ../nbs/14_browser.ipynb #f1e28b24
 @patch
 def _read_notes(self: BrowserModel) -> dict:
     p = self.study.notes_path
@@ -200,6 +207,7 @@ def _read_notes(self: BrowserModel) -> dict:
     if rec.get("format") != NOTES_FORMAT: raise ValueError(f"{p} is not a medinterp notes file")
     return {(n["scope"], n["concept"]): n for n in rec["notes"]}
 
+# %% ../nbs/14_browser.ipynb #3993d692
 @patch
 def _sae(self: BrowserModel, name: str) -> dict:
     if name not in self._saes:
@@ -214,6 +222,7 @@ def _sae(self: BrowserModel, name: str) -> dict:
                             "rows": np.asarray(run.record["rows"], dtype=np.int64)}
     return self._saes[name]
 
+# %% ../nbs/14_browser.ipynb #06d8a331
 @patch
 def _overview(self: BrowserModel) -> pd.DataFrame:
     try: return self.study.overview()
@@ -230,10 +239,12 @@ def on_change(self: BrowserModel, fn):
     self._callbacks.append(fn)
     return fn
 
+# %% ../nbs/14_browser.ipynb #5fbe87e7
 @patch
 def remove_callback(self: BrowserModel, fn):
     if fn in self._callbacks: self._callbacks.remove(fn)
 
+# %% ../nbs/14_browser.ipynb #89effde0
 @patch
 @contextmanager
 def _changes(self: BrowserModel):
@@ -250,6 +261,7 @@ def _set(self: BrowserModel, **kv):
     for k, v in kv.items():
         if self.state.get(k) != v: self.state[k] = v; self._pending.add(k)
 
+# %% ../nbs/14_browser.ipynb #a0ad24bd
 @patch
 def _pair_index(self: BrowserModel, pair) -> int:
     "Index of `pair`: an index, ('a', 'b') or 'a→b' (also 'a->b'); the pair must have a finished result."
@@ -273,9 +285,11 @@ def _where(self: BrowserModel, pair=None, direction: str | None = None) -> tuple
     if d not in DIRECTIONS: raise ValueError(f"direction must be '10' or '01', got {d!r}")
     return i, d
 
+# %% ../nbs/14_browser.ipynb #2daf6d79
 @patch(as_prop=True)
 def pair_index(self: BrowserModel) -> int: return self.pairs.index(self.state["pair"])
 
+# %% ../nbs/14_browser.ipynb #2457b1b1
 @patch
 def sweep_index(self: BrowserModel, row) -> int:
     "Sweep index of store row `row` (its row in RDX results; `rows[i]` is the inverse); errors say why a row is not browsable."
@@ -285,6 +299,7 @@ def sweep_index(self: BrowserModel, row) -> int:
     why = dict(zip(self.sweep.excluded["row"], self.sweep.excluded["reason"])).get(row, "not in the sweep")
     raise ValueError(f"row {row} ({self._store_ids[row]}) is not in the RDX sweep: {why}")
 
+# %% ../nbs/14_browser.ipynb #99afa972
 @patch
 def _cluster_key(self: BrowserModel, i: int, d: str, row: int) -> str | None:
     "Key of the concept (kept cluster) that store row `row` belongs to in pair i, direction d; None for a null cluster."
@@ -310,6 +325,7 @@ def _follow(self: BrowserModel):
     self._set(concept=key)
     if probe is None and key is not None: self._set(probe=self.concept_info(key)["anchor"])
 
+# %% ../nbs/14_browser.ipynb #0029faec
 @patch
 def select_pair(self: BrowserModel, pair):
     "Show layer pair `pair` (index, (a, b) or 'a→b'): its first reported concept, probed at its anchor."
@@ -320,6 +336,7 @@ def select_pair(self: BrowserModel, pair):
         if keys: self._set(probe=self.concept_info(keys[0])["anchor"])
     return self
 
+# %% ../nbs/14_browser.ipynb #9987252a
 @patch
 def set_direction(self: BrowserModel, direction: str):
     "'10': concepts new in the deeper layer (clustered in B, scattered in A); '01': lost (clustered in A only)."
@@ -329,6 +346,7 @@ def set_direction(self: BrowserModel, direction: str):
         self._follow()
     return self
 
+# %% ../nbs/14_browser.ipynb #c18ece6f
 @patch
 def select_concept(self: BrowserModel, key: str):
     "Select concept `key` of the current pair and direction; its anchor becomes the probe unless the probe is a member."
@@ -345,6 +363,7 @@ def select_concept(self: BrowserModel, key: str):
             self._set(probe=self.concept_info(key)["anchor"], affinity_rank=None)
     return self
 
+# %% ../nbs/14_browser.ipynb #1b08fdaf
 @patch
 def select_probe(self: BrowserModel, row, *, follow: bool = True):
     "Make store row `row` the probe (its snapshot is shown); `follow`: also select its concept, if it is in one."
@@ -357,6 +376,7 @@ def select_probe(self: BrowserModel, row, *, follow: bool = True):
             if key is not None: self._set(concept=key)
     return self
 
+# %% ../nbs/14_browser.ipynb #ad8a1f10
 @patch
 def set_show_flagged(self: BrowserModel, show: bool = True):
     """List the flagged concepts too (tiny, catch-all, unstable; after the reported ones), or only the reported ones.
@@ -369,6 +389,7 @@ def set_show_flagged(self: BrowserModel, show: bool = True):
             self._follow()
     return self
 
+# %% ../nbs/14_browser.ipynb #d7356c43
 @patch
 def select_tab(self: BrowserModel, tab: str):
     "Show the 'rdx' (layer pairs) or 'sae' (SAE latents) tab; an enlarged image belongs to its tab and closes."
@@ -388,6 +409,7 @@ def concepts(self: BrowserModel, pair=None, direction: str | None = None, *, fla
     shown = df["flags"].map(bool).to_numpy()
     return pd.concat([df[~shown], df[shown]] if flagged else [df[~shown]]).reset_index(drop=True)
 
+# %% ../nbs/14_browser.ipynb #f8507968
 @patch
 def concept_info(self: BrowserModel, key: str | None = None) -> dict | None:
     "One row of the current concept list as a dict (default: the selected concept; None when there is none)."
@@ -398,12 +420,14 @@ def concept_info(self: BrowserModel, key: str | None = None) -> dict | None:
     if hit.empty: raise KeyError(f"no concept {key!r} in {self.state['pair']} direction {self.state['direction']}; concepts: {df['key'].tolist()}")
     return {k: v.item() if isinstance(v, np.generic) else v for k, v in hit.iloc[0].to_dict().items()}
 
+# %% ../nbs/14_browser.ipynb #b0afe7f3
 @patch
 def grid(self: BrowserModel) -> list[int]:
     "Store rows of the selected concept's image grid (anchor first); [] when there is no concept."
     c = self.concept_info()
     return [] if c is None else list(c["grid"])
 
+# %% ../nbs/14_browser.ipynb #84632304
 @patch
 def describe_row(self: BrowserModel, row) -> str:
     "One line about store row `row`: image id, then its labels and metadata (known values only)."
@@ -415,6 +439,7 @@ def describe_row(self: BrowserModel, row) -> str:
     parts = [f"{c}={fmt(v)}" for c, v in self.table.iloc[row].items() if c != "id" and not pd.isna(v)]
     return " · ".join([self._store_ids[row]] + parts)
 
+# %% ../nbs/14_browser.ipynb #e482bbbb
 @patch
 def transition_summary(self: BrowserModel, pair=None, direction: str | None = None) -> str:
     "The sweep's sentences on what `pair` did in `direction` (default: the current ones), as `sweep.summaries()` saved them."
@@ -432,6 +457,7 @@ def _one_thread():
     try: yield
     finally: torch.set_num_threads(before)
 
+# %% ../nbs/14_browser.ipynb #eac961c4
 @patch
 def snapshot(self: BrowserModel, k: int = 8):
     "`rdx.snapshot` of the probe in the current pair and direction (sweep indices); None without a probe."
@@ -446,11 +472,13 @@ def snapshot(self: BrowserModel, k: int = 8):
         while len(self._snaps) > 64: self._snaps.popitem(last=False)
     return self._snaps[key]
 
+# %% ../nbs/14_browser.ipynb #505b826c
 @patch
 def thumbnail(self: BrowserModel, row) -> np.ndarray:
     "The study's stored thumbnail of store row `row` (uint8)."
     return np.asarray(self.thumbnails[_int_row(row)])
 
+# %% ../nbs/14_browser.ipynb #705a1015
 @patch
 def thumbnail_png(self: BrowserModel, row) -> bytes:
     "PNG bytes of `thumbnail(row)` (the last 4,096 are cached)."
@@ -461,6 +489,7 @@ def thumbnail_png(self: BrowserModel, row) -> bytes:
         while len(self._pngs) > 4096: self._pngs.popitem(last=False)
     return self._pngs[row]
 
+# %% ../nbs/14_browser.ipynb #b44e8c37
 @patch
 def snapshot_image(self: BrowserModel, size: int = 96) -> np.ndarray | None:
     "RGB picture of `snapshot()` (probe, three rows with rank-before / rank-after / Δ bars, legend)."
@@ -468,6 +497,7 @@ def snapshot_image(self: BrowserModel, size: int = 96) -> np.ndarray | None:
     if snap is None: return None
     return viz.snapshot_image(snap, lambda i: self.thumbnail(self.rows[i]), size=size, n=self.n)
 
+# %% ../nbs/14_browser.ipynb #0a0893b5
 @patch
 def save_snapshot(self: BrowserModel, folder=None, size: int = 96) -> dict:
     "Write the probe snapshot as PNG and as a small self-contained HTML page (default folder `<study>/snapshots/`)."
@@ -486,6 +516,7 @@ def color_options(self: BrowserModel) -> list[str]:
     "What the projection can be coloured by: 'concept', 'affinity', then every label / metadata column."
     return ["concept"] + (["affinity"] if self.n <= MAX_AFFINITY_N else []) + [c for c in self.table.columns if c != "id"]
 
+# %% ../nbs/14_browser.ipynb #17529909
 @patch
 def color_by(self: BrowserModel, name: str):
     "Colour the projection by `name` (see `color_options`)."
@@ -495,6 +526,7 @@ def color_by(self: BrowserModel, name: str):
     with self._changes(): self._set(color_by=name)
     return self
 
+# %% ../nbs/14_browser.ipynb #d86ef6f8
 @patch
 def affinity_path(self: BrowserModel, pair=None) -> Path:
     "Cache file of `pair`'s neighbourhood affinity (both directions)."
@@ -502,6 +534,7 @@ def affinity_path(self: BrowserModel, pair=None) -> Path:
     fp = self._cache_key(pair=self.pairs[i], config=self.sweep.record["config"], k=self.k)
     return self.cache_dir / f"affinity_{i:02d}_{_safe_name(self.pairs[i], 'x')}_k{self.k}_{fp}.npy"
 
+# %% ../nbs/14_browser.ipynb #5259bbe3
 @patch
 def affinity_scores(self: BrowserModel, pair=None, direction: str | None = None) -> np.ndarray:
     "Neighbourhood affinity of every sweep image (k nearest in the explained layer) in `pair` and `direction`."
@@ -524,11 +557,13 @@ def affinity_scores(self: BrowserModel, pair=None, direction: str | None = None)
         self._aff[i] = S
     return self._aff[i][DIRECTIONS.index(d)].copy()
 
+# %% ../nbs/14_browser.ipynb #d192e523
 @patch
 def affinity_order(self: BrowserModel) -> np.ndarray:
     "Sweep indices from the highest to the lowest neighbourhood affinity (current pair and direction)."
     return np.argsort(-self.affinity_scores(), kind="stable")
 
+# %% ../nbs/14_browser.ipynb #304408c3
 @patch
 def set_affinity_rank(self: BrowserModel, rank: int):
     "Make the image with the `rank`-th highest neighbourhood affinity (0 = highest) the probe."
@@ -570,6 +605,7 @@ def scatter(self: BrowserModel) -> dict:
             "titles": (f"{a} (before)", f"{b} (after, aligned)"),
             "title": f"{self.state['pair']}: {DIRECTION_TEXT[d]}, coloured by {self.state['color_by']}"}
 
+# %% ../nbs/14_browser.ipynb #9c054fe9
 @patch
 def figure(self: BrowserModel):
     "The projection panel as a plotly figure (customdata of every point = its sweep index)."
@@ -588,6 +624,7 @@ def select_sae(self: BrowserModel, name: str):
     with self._changes(): self._set(sae=name, latent=int(lat["latent"].iloc[0]) if len(lat) else None, enlarged=None)
     return self
 
+# %% ../nbs/14_browser.ipynb #bb71bb9e
 @patch
 def select_latent(self: BrowserModel, latent):
     "Select latent `latent` (its number or key 'latent12') of the current SAE run."
@@ -600,6 +637,7 @@ def select_latent(self: BrowserModel, latent):
     with self._changes(): self._set(latent=int(j), enlarged=None)
     return self
 
+# %% ../nbs/14_browser.ipynb #634f9e6f
 @patch
 def latent_correlations(self: BrowserModel, latent: int | None = None) -> pd.DataFrame:
     "Pearson r of a latent's activation with every label over the SAE's rows, largest |r| first (label, r, n)."
@@ -614,6 +652,7 @@ def latent_correlations(self: BrowserModel, latent: int | None = None) -> pd.Dat
     out = pd.DataFrame({"label": r.index, "r": r.to_numpy(), "n": labels.notna().sum().to_numpy()})
     return out.iloc[np.argsort(-np.abs(out["r"].to_numpy()), kind="stable")].reset_index(drop=True)
 
+# %% ../nbs/14_browser.ipynb #8a6e8804
 @patch
 def sae_panel(self: BrowserModel) -> dict | None:
     "Everything the SAE tab shows for the current run and latent (None without an SAE)."
@@ -686,6 +725,7 @@ def enlarge(self: BrowserModel, row, sequence=None, *, tab: str | None = None):
     with self._changes(): self._set(tab=tab, enlarged=row)
     return self
 
+# %% ../nbs/14_browser.ipynb #d9cf3317
 @patch
 def next_image(self: BrowserModel, step: int = 1):
     "Enlarge the next image of the current sequence (`step=-1`: the previous one); wraps around."
@@ -695,9 +735,11 @@ def next_image(self: BrowserModel, step: int = 1):
     with self._changes(): self._set(enlarged=seq[(seq.index(row) + step) % len(seq)])
     return self
 
+# %% ../nbs/14_browser.ipynb #ef11f619
 @patch
 def previous_image(self: BrowserModel): return self.next_image(-1)
 
+# %% ../nbs/14_browser.ipynb #9e6d8da2
 @patch
 def enlarged(self: BrowserModel, size: int = 384) -> dict | None:
     "The enlarged image (`size` px thumbnail of the full image), its caption and position; None when closed."
@@ -719,6 +761,7 @@ def _scope(self: BrowserModel, pair=None, direction=None, sae=None) -> tuple[dic
     return ({"scope": f"rdx:{self.pairs[i]}:{d}", "pair": self.pairs[i], "direction": d, "sae": ""},
             self._concepts[i, d], self._results[i].config.fingerprint())
 
+# %% ../nbs/14_browser.ipynb #29416efe
 @patch
 def set_note(self: BrowserModel, key: str, text: str, *, pair=None, direction=None, sae=None):
     """Note `text` on concept `key` (default: of the current pair and direction; `sae=name` for an SAE latent such
@@ -738,6 +781,7 @@ def set_note(self: BrowserModel, key: str, text: str, *, pair=None, direction=No
     with self._changes(): self._pending.add("notes")
     return self
 
+# %% ../nbs/14_browser.ipynb #dd1c1d2c
 @patch
 def note(self: BrowserModel, key: str | None = None, *, pair=None, direction=None, sae=None) -> str:
     "The note on concept `key` (default: the selected concept, or the selected latent with `sae=`); '' if none."
@@ -746,11 +790,13 @@ def note(self: BrowserModel, key: str | None = None, *, pair=None, direction=Non
     n = self._notes.get((fields["scope"], key))
     return "" if n is None else n["text"]
 
+# %% ../nbs/14_browser.ipynb #5ca23517
 @patch
 def notes(self: BrowserModel) -> pd.DataFrame:
     "All notes of the study (`NOTE_COLUMNS`)."
     return pd.DataFrame(list(self._notes.values()), columns=list(NOTE_COLUMNS)).fillna("")
 
+# %% ../nbs/14_browser.ipynb #c6d2cb93
 @patch
 def export_notes(self: BrowserModel, path, fmt: str | None = None) -> Path:
     "Write all notes to `path` as 'csv' or 'json' (default: from the suffix), atomically."
@@ -768,11 +814,13 @@ def result(self: BrowserModel, pair=None):
     "The `RDXResult` of `pair` (index, (a, b) or 'a→b'; the current pair when None)."
     return self._results[self.pair_index if pair is None else self._pair_index(pair)]
 
+# %% ../nbs/14_browser.ipynb #56f02040
 @patch
 def image_id(self: BrowserModel, row) -> str:
     "The image id of store row `row`."
     return self._store_ids[_int_row(row)]
 
+# %% ../nbs/14_browser.ipynb #cf332d46
 @patch
 def has_affinity(self: BrowserModel, pair=None) -> bool:
     "Whether the neighbourhood affinity of `pair` (the current pair when None) is computed already."
@@ -816,6 +864,7 @@ lists the RDX concepts that live in the SAE's layer and the latent that fires be
 1 = the latent separates the concept perfectly; Jaccard: overlap of its |C| strongest images with the concept).</p>
 </div>"""
 
+# %% ../nbs/14_browser.ipynb #d248ff77
 def _quick_png(arr) -> bytes:
     "PNG bytes of an RGB uint8 picture with light compression (a redraw should not wait on zlib)."
     import io
@@ -866,6 +915,7 @@ class _Tiles:
             tile.layout.border = "3px solid #ff9f00" if r == highlight else "3px solid transparent"
             (tile.add_class if r == highlight else tile.remove_class)("mi-probed")
 
+# %% ../nbs/14_browser.ipynb #abf093bf
 class _Enlarged:
     "One tab's enlarged image: ◀ / ▶ / ✕ buttons, the image and its caption; hidden while closed."
     def __init__(self, W, px: int, css: str, on_step, on_close):
@@ -886,6 +936,7 @@ class _Enlarged:
                                   f'{html.escape(e["caption"])}</span>')
         self.widget.layout.display = "none" if e is None else None
 
+# %% ../nbs/14_browser.ipynb #19760e51
 def _short_names(layers) -> dict:
     "Each layer's shortest unique dotted suffix with a non-numeric part ('trunk.blocks.3' -> 'blocks.3')."
     out = {}
@@ -924,48 +975,52 @@ class Browser:
     def _repr_mimebundle_(self, **kw): return self.widget._repr_mimebundle_(**kw)
     def __repr__(self) -> str: return f"Browser({self.model!r})"
 
-    def _build_rdx(self):
-        "The controls of the RDX tab: pair and direction, concept list and notes, grid, projection, probe snapshot."
-        W, m = self._W, self.model
-        self.pair_select = W.Dropdown(options=[p for p, d in zip(m.pairs, m.done) if d], description="layer pair",
-                                      layout=W.Layout(width="430px"))
-        self.overview_figure = self._overview_figure()
-        self.direction_toggle = W.ToggleButtons(options=[("new in deeper layer", "10"), ("lost in deeper layer", "01")],
-                                                tooltips=["clustered in b, scattered in a", "clustered in a, scattered in b"],
-                                                style={"button_width": "150px"})
-        self.flagged_box = W.Checkbox(description="show all clusters (flagged too)", indent=False,
-                                      layout=W.Layout(width="255px"))
-        self.direction_text = W.HTML(layout=W.Layout(height="88px", overflow="auto"))
-        self.concept_list = W.Select(options=[], rows=12, layout=W.Layout(width="420px"))
-        self.note_box = W.Textarea(placeholder="notes on this concept (saved to the study)", continuous_update=False,
-                                   layout=W.Layout(width="420px", height="80px"))
-        self.export_csv = W.Button(description="export notes CSV", layout=W.Layout(width="140px"))
-        self.export_json = W.Button(description="export notes JSON", layout=W.Layout(width="140px"))
-        self.grid_title = W.HTML(layout=W.Layout(height="36px", overflow="hidden"))
-        self.grid = _Tiles(W, 16, self._px, self._click(m.select_probe), self._click(lambda r: m.enlarge(r, m.grid(), tab="rdx")))
-        self.color_select = W.Dropdown(options=m.color_options(), description="colour by")
-        self.projection_box = W.Box()
-        self.projection_figure = None
-        self.affinity_slider = W.IntSlider(value=0, min=0, max=max(m.n - 1, 0), description="affinity rank",
-                                           continuous_update=False, disabled=m.n > MAX_AFFINITY_N, layout=W.Layout(width="480px"))
-        self.affinity_text = W.HTML(layout=W.Layout(height="22px"))
-        self.snapshot_title = W.HTML(layout=W.Layout(height="22px", overflow="hidden"))
-        self.snapshot_view = W.Image(format="png")
-        self.save_button = W.Button(description="save snapshot", icon="save", tooltip="PNG + HTML into <study>/snapshots/")
-        self.enlarged = {t: _Enlarged(W, 384, f"mi-enlarged-{t}", lambda step: self._call(m.next_image, step),
-                                      lambda: self._call(m.enlarge, None)) for t in TABS}     # one per tab
+# %% ../nbs/14_browser.ipynb #d2e81dce
+@patch
+def _build_rdx(self: Browser):
+    "The controls of the RDX tab: pair and direction, concept list and notes, grid, projection, probe snapshot."
+    W, m = self._W, self.model
+    self.pair_select = W.Dropdown(options=[p for p, d in zip(m.pairs, m.done) if d], description="layer pair",
+                                  layout=W.Layout(width="430px"))
+    self.overview_figure = self._overview_figure()
+    self.direction_toggle = W.ToggleButtons(options=[("new in deeper layer", "10"), ("lost in deeper layer", "01")],
+                                            tooltips=["clustered in b, scattered in a", "clustered in a, scattered in b"],
+                                            style={"button_width": "150px"})
+    self.flagged_box = W.Checkbox(description="show all clusters (flagged too)", indent=False,
+                                  layout=W.Layout(width="255px"))
+    self.direction_text = W.HTML(layout=W.Layout(height="88px", overflow="auto"))
+    self.concept_list = W.Select(options=[], rows=12, layout=W.Layout(width="420px"))
+    self.note_box = W.Textarea(placeholder="notes on this concept (saved to the study)", continuous_update=False,
+                               layout=W.Layout(width="420px", height="80px"))
+    self.export_csv = W.Button(description="export notes CSV", layout=W.Layout(width="140px"))
+    self.export_json = W.Button(description="export notes JSON", layout=W.Layout(width="140px"))
+    self.grid_title = W.HTML(layout=W.Layout(height="36px", overflow="hidden"))
+    self.grid = _Tiles(W, 16, self._px, self._click(m.select_probe), self._click(lambda r: m.enlarge(r, m.grid(), tab="rdx")))
+    self.color_select = W.Dropdown(options=m.color_options(), description="colour by")
+    self.projection_box = W.Box()
+    self.projection_figure = None
+    self.affinity_slider = W.IntSlider(value=0, min=0, max=max(m.n - 1, 0), description="affinity rank",
+                                       continuous_update=False, disabled=m.n > MAX_AFFINITY_N, layout=W.Layout(width="480px"))
+    self.affinity_text = W.HTML(layout=W.Layout(height="22px"))
+    self.snapshot_title = W.HTML(layout=W.Layout(height="22px", overflow="hidden"))
+    self.snapshot_view = W.Image(format="png")
+    self.save_button = W.Button(description="save snapshot", icon="save", tooltip="PNG + HTML into <study>/snapshots/")
+    self.enlarged = {t: _Enlarged(W, 384, f"mi-enlarged-{t}", lambda step: self._call(m.next_image, step),
+                                  lambda: self._call(m.enlarge, None)) for t in TABS}     # one per tab
 
-    def _build_sae(self):
-        "The controls of the SAE tab: run, latent list and notes, the latent's top images and labels, the bridge table."
-        W, m = self._W, self.model
-        self.sae_select = W.Dropdown(options=m.study.saes, description="SAE run", layout=W.Layout(width="420px"))
-        self.sae_header = W.HTML()
-        self.latent_list = W.Select(options=[], rows=12, layout=W.Layout(width="420px"))
-        self.latent_info = W.HTML(layout=W.Layout(width="420px"))
-        self.sae_grid = _Tiles(W, 16, self._px, None, self._click(lambda r: m.enlarge(r, m.sae_panel()["top_rows"], tab="sae")))
-        self.latent_note = W.Textarea(placeholder="notes on this latent (saved to the study)", continuous_update=False,
-                                      layout=W.Layout(width="420px", height="70px"))
-        self.bridge_html = W.HTML()
+# %% ../nbs/14_browser.ipynb #d24f2112
+@patch
+def _build_sae(self: Browser):
+    "The controls of the SAE tab: run, latent list and notes, the latent's top images and labels, the bridge table."
+    W, m = self._W, self.model
+    self.sae_select = W.Dropdown(options=m.study.saes, description="SAE run", layout=W.Layout(width="420px"))
+    self.sae_header = W.HTML()
+    self.latent_list = W.Select(options=[], rows=12, layout=W.Layout(width="420px"))
+    self.latent_info = W.HTML(layout=W.Layout(width="420px"))
+    self.sae_grid = _Tiles(W, 16, self._px, None, self._click(lambda r: m.enlarge(r, m.sae_panel()["top_rows"], tab="sae")))
+    self.latent_note = W.Textarea(placeholder="notes on this latent (saved to the study)", continuous_update=False,
+                                  layout=W.Layout(width="420px", height="70px"))
+    self.bridge_html = W.HTML()
 
 # %% ../nbs/14_browser.ipynb #54af9cc9
 @patch
@@ -982,6 +1037,7 @@ def _click(self: Browser, fn):
     "A callback for store rows that goes through `_call`."
     return lambda row: self._call(fn, row)
 
+# %% ../nbs/14_browser.ipynb #69503cc5
 @patch
 def _on_value(self: Browser, widget, fn):
     widget.observe(lambda ch: self._call(fn, ch["new"]) if ch["new"] is not None else None, "value")
@@ -1004,6 +1060,7 @@ def _wire(self: Browser):
     self.save_button.on_click(lambda _b: self._save())
     self._on_value(self.flagged_box, m.set_show_flagged)
 
+# %% ../nbs/14_browser.ipynb #255d7e86
 @patch
 def _slide(self: Browser, rank: int):
     first = not self.model.has_affinity()
@@ -1058,6 +1115,7 @@ def _on_point_click(self: Browser, trace, points, state=None):
         i = int(trace.customdata[points.point_inds[0]])
         self._call(self.model.select_probe, int(self.model.rows[i]))
 
+# %% ../nbs/14_browser.ipynb #6b75f71d
 @patch
 def _layout(self: Browser):
     "Fixed positions: the concept list and the grid side by side (fixed widths), the snapshot right under them."
@@ -1085,6 +1143,7 @@ def _layout(self: Browser):
     self.widget = W.VBox([W.HBox([self.help_button, W.HTML("&nbsp;"), self._title_html()]), self.help, self.status, self.tabs])
     self._css()
 
+# %% ../nbs/14_browser.ipynb #7bb85a44
 @patch
 def _css(self: Browser):
     "Stable CSS classes (`mi-...`) on the parts a user or a test looks for."
@@ -1127,6 +1186,7 @@ def _render(self: Browser, changed):
     finally:
         self._syncing = False
 
+# %% ../nbs/14_browser.ipynb #058b2bf0
 @patch
 def _render_pair(self: Browser):
     m, s = self.model, self.model.state
@@ -1143,6 +1203,7 @@ def _render_pair(self: Browser):
     with self.overview_figure.batch_update():
         for t in self.overview_figure.data: t.marker.color = colors
 
+# %% ../nbs/14_browser.ipynb #ad61c1e9
 def _concept_label(r) -> str:
     "One line of the concept list; flagged concepts start with ⚑ and their flags."
     stab = "–" if np.isnan(r.stability) else f"{r.stability:.2f}"
@@ -1155,6 +1216,7 @@ def _render_list(self: Browser):
     self.flagged_box.value = s["show_flagged"]
     self.concept_list.options = [(_concept_label(r), r.key) for r in self.model.concepts().itertuples()]
 
+# %% ../nbs/14_browser.ipynb #464b69b4
 @patch
 def _render_concept(self: Browser):
     m, s = self.model, self.model.state
@@ -1166,6 +1228,7 @@ def _render_concept(self: Browser):
                              f'<span style="font-size:12px"><b>{html.escape(c["key"])}</b> · {c["size"]} images · '
                              f'{html.escape(c["name"] or "unnamed")}</span>')
 
+# %% ../nbs/14_browser.ipynb #2adefe51
 @patch
 def _render_projection(self: Browser):
     "Redraw the projection inside the same FigureWidget: a new one would send plotly.js (megabytes) to the page again."
@@ -1195,6 +1258,7 @@ def _render_selection(self: Browser):
             t.x, t.y, t.customdata = xy[idx, 0], xy[idx, 1], idx
             t.text = [f"row {i} · {s['hover'][i]}" for i in idx]
 
+# %% ../nbs/14_browser.ipynb #7c73ee63
 @patch
 def _render_probe(self: Browser):
     m, s = self.model, self.model.state
@@ -1213,6 +1277,7 @@ def _render_probe(self: Browser):
     elif not m.has_affinity(): self.affinity_text.value = _status("move the slider to rank images by neighbourhood affinity")
     else: self.affinity_text.value = ""
 
+# %% ../nbs/14_browser.ipynb #48e7439d
 @patch
 def _render_enlarged(self: Browser):
     "The enlarged image in its tab's view, in place of that tab's grid; the other tab's view stays closed."
@@ -1221,6 +1286,7 @@ def _render_enlarged(self: Browser):
     for t, tiles in (("rdx", self.grid), ("sae", self.sae_grid)):
         tiles.widget.layout.display = "none" if e is not None and t == tab else None
 
+# %% ../nbs/14_browser.ipynb #ff00c5d4
 @patch
 def _render_sae(self: Browser):
     m, p = self.model, self.model.sae_panel()
@@ -1237,6 +1303,7 @@ def _render_sae(self: Browser):
                               f"<span style='font-size:12px;color:#555'>{html.escape(p['description'])}</span><br>{table}")
     self.latent_note.value = m.note(sae=p["name"]) if p["latent"] is not None else ""
 
+# %% ../nbs/14_browser.ipynb #63bf407e
 @patch
 def _render_bridge(self: Browser):
     "The RDX ↔ SAE bridge table of the selected run (computed on the first visit of the SAE tab)."

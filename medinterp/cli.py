@@ -35,6 +35,7 @@ def _findings(study: Study) -> pd.DataFrame:
         raise FileNotFoundError(f"the study {study.path} has no RDX sweep: run `medinterp rdx --study {study.path}`")
     return study.findings()
 
+# %% ../nbs/16_cli.ipynb #b26216f3
 def profile_lines(profile: pd.DataFrame, max_rows: int = 30) -> list[str]:
     "The depth profile as text: one row per factor (kind · words), one column T1, T2, ... per transition, purity in %."
     if profile.empty: return ["depth profile: no reported concept organises any recorded factor"]
@@ -49,6 +50,7 @@ def profile_lines(profile: pd.DataFrame, max_rows: int = 30) -> list[str]:
     out.append("  " + ", ".join(f"{n} = {c}" for n, c in zip(names, profile.columns)))
     return out
 
+# %% ../nbs/16_cli.ipynb #4d226089
 def summary_lines(study: Study) -> list[str]:
     "Transition summaries (both directions of each pair), the depth profile, for the printed summary."
     sw = study.sweep
@@ -74,6 +76,7 @@ def open_images(images, metadata=None, *, format: str = "auto", n: int | None = 
         ds = ds.subset(np.sort(make_rng(seed).choice(len(ds), int(n), replace=False)))
     return ds
 
+# %% ../nbs/16_cli.ipynb #09f9d42f
 def study_from_images(out, backbone: str, images, metadata=None, *, format: str = "auto", n: int | None = None,
                       seed: int = 0, layers=None, device=None, batch_size: int | None = None, progress: bool = True) -> Study:
     "Stage 1 of `run`: a study at `out` with the activations of `backbone` on the (sampled) images."
@@ -84,6 +87,7 @@ def study_from_images(out, backbone: str, images, metadata=None, *, format: str 
     study.extract(ds, bb, layers, on_error="skip", batch_size=batch_size, device=device, progress=progress)
     return study
 
+# %% ../nbs/16_cli.ipynb #be346afb
 def analyse(study: Study, *, rdx_config: RDXConfig | None = None, sae_config: SAEConfig | None = None,
             sae_layer: str | None = None, report: bool = True, progress: bool = True) -> pd.DataFrame:
     "Stages 2-4 on an extracted study: RDX sweep + overview, SAE on `sae_layer` (default: last), report; the findings."
@@ -94,6 +98,7 @@ def analyse(study: Study, *, rdx_config: RDXConfig | None = None, sae_config: SA
     if report: study.export_html(progress=progress)
     return table
 
+# %% ../nbs/16_cli.ipynb #3285200a
 def demo_sae_config(n_train: int, d: int, *, k: int = 16, min_fires: int = 100) -> SAEConfig:
     """The demo's TopK SAE, sized to its data: the largest expansion in (8, 4, 2, 1) whose m = expansion·d latents could
     each fire on at least `min_fires` training images if the n_train·k firings were spread evenly (a bigger
@@ -101,6 +106,7 @@ def demo_sae_config(n_train: int, d: int, *, k: int = 16, min_fires: int = 100) 
     expansion = next((e for e in (8, 4, 2) if e * d * min_fires <= n_train * k), 1)
     return SAEConfig(architecture="topk", expansion=expansion, k=k, batch_size=256, epochs=40, seed=0)
 
+# %% ../nbs/16_cli.ipynb #46da55ee
 def _extract_and_analyse(study: Study, ds: CXRDataset, backbone, rdx_config, sae_config, report: bool, progress: bool) -> Study:
     "Every layer of `backbone` on `ds` (CLS and mean pooling), then `analyse` with an SAE sized to the last layer."
     study.extract(ds, backbone, pooling=("cls", "mean"), progress=progress)
@@ -142,6 +148,7 @@ def _backbone_for(key: str, out: Path):
     if not (ckpt / "open_clip_config.json").is_file(): write_biomedclip_shaped(ckpt, seed=0)
     return load_backbone(f"local-dir:{ckpt}", "cpu")
 
+# %% ../nbs/16_cli.ipynb #ea0e72a0
 def cxr_demo_study(out="runs/cxr-demo", *, backbone: str | None = None, full: bool = False, targets=CXR_TARGETS,
                    model_config=None, rdx_config: RDXConfig | None = None, sae_config: SAEConfig | None = None,
                    report: bool = True, progress: bool = True) -> Study:
@@ -163,9 +170,6 @@ def cxr_demo_study(out="runs/cxr-demo", *, backbone: str | None = None, full: bo
     return _extract_and_analyse(study, ds, bb, rdx_config or RDXConfig(n_clusters=6), sae_config, report, progress)
 
 # %% ../nbs/16_cli.ipynb #d98b413c
-USER_ERRORS = (FileNotFoundError, FileExistsError, NotADirectoryError, ValueError, KeyError, MemoryError,
-               WeightsUnavailableError, ImageReadError)
-
 def report_line(path) -> str:
     "One line on a written report: its path, its size, and how many concept and latent articles its size cap let in."
     path = Path(path)
@@ -174,6 +178,7 @@ def report_line(path) -> str:
     drawn = f", {m.group(1)} of {m.group(2)} concept and latent articles drawn" if m else ""
     return f"report: {path} ({path.stat().st_size / 1e6:.1f} MB{drawn})"
 
+# %% ../nbs/16_cli.ipynb #0509ca3a
 def sae_line(run) -> str:
     """One line on an SAE run: FVU, L0, dead latents; per tested label the best latent if its permutation q < 0.05
     (with what explains it), the labels where none is significant, and the MedSAE correlation-entropy contrast."""
@@ -189,6 +194,7 @@ def sae_line(run) -> str:
                                   f" vs the best latents {mean['sae_entropy'].iloc[0]:.2f} (lower = more monosemantic)")
     return f"SAE {run.name}: FVU {m['fvu']:.3f}, L0 {m['l0']:.1f}, dead {m['dead_fraction']:.0%}{best if len(sig) else ''}{head}"
 
+# %% ../nbs/16_cli.ipynb #fccfdf72
 def _summary(study: Study, table: pd.DataFrame | None, seconds: float) -> list[str]:
     s = study.store
     lines = [f"study {study.path}: {len(s)} images, {len(s.layers)} layers of {s.manifest['backbone']['key']} "
@@ -207,6 +213,7 @@ def _summary(study: Study, table: pd.DataFrame | None, seconds: float) -> list[s
                  "(nbs/14_browser.ipynb shows how)")
     return lines
 
+# %% ../nbs/16_cli.ipynb #4bbdacf7
 def _add_rdx_options(p):
     g = p.add_argument_group("RDX")
     g.add_argument("--gamma", type=float, default=0.05, help="rank-difference scale (default 0.05)")
@@ -233,6 +240,7 @@ def _add_image_options(p, required: bool = True):
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default cpu)")
     p.add_argument("--out", required=True, help="the study folder")
 
+# %% ../nbs/16_cli.ipynb #2ad2382d
 def parser() -> argparse.ArgumentParser:
     "The `medinterp` argument parser."
     p = argparse.ArgumentParser(prog="medinterp", description="Look inside medical vision models: RDX layer study, SAEs, report.")
@@ -263,6 +271,7 @@ def parser() -> argparse.ArgumentParser:
     h.add_argument("--max-mb", type=float, default=8.0, help="size cap of the report in MB (default 8); what does not fit is listed, not drawn")
     return p
 
+# %% ../nbs/16_cli.ipynb #aa75172c
 def _rdx_config(a) -> RDXConfig:
     return RDXConfig(gamma=a.gamma, beta=a.beta, mode=a.mode, n_clusters=a.clusters, stability_runs=a.stability_runs)
 def _sae_config(a) -> SAEConfig:
@@ -294,6 +303,10 @@ def _dispatch(a, progress: bool) -> tuple[Study, pd.DataFrame | None]:
         s.train_sae(a.layer, _sae_config(a), progress=progress); return s, None
     s.export_html(a.html, size_budget_mb=a.max_mb, progress=progress)
     return s, None
+
+# %% ../nbs/16_cli.ipynb #138fd03a
+USER_ERRORS = (FileNotFoundError, FileExistsError, NotADirectoryError, ValueError, KeyError, MemoryError,
+               WeightsUnavailableError, ImageReadError)
 
 def main(argv=None) -> int:
     "The `medinterp` console script; returns the exit status."

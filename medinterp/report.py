@@ -33,12 +33,14 @@ def esc(value) -> str:
     "`value` as HTML text: `& < > \" '` escaped, so markup in names, labels or metadata stays inert text."
     return html.escape(str(value), quote=True)
 
+# %% ../nbs/15_report.ipynb #54cd1911
 _JS_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
 
 def script_json(text: str) -> str:
     "JSON `text` made safe inside a `<script>` element: `<`, `>`, `&` and U+2028/9 written as `\\u` escapes."
     return re.sub("[<>&\u2028\u2029]", lambda m: _JS_ESCAPES[m.group()], text)
 
+# %% ../nbs/15_report.ipynb #ba75feeb
 _SEG = r"[^\s\"'<>|,;()\[\]{}\\/]"
 _PATH_RE = re.compile(rf"(?<![\w.~<-])(?:[A-Za-z]:[\\/]|~[\\/]|[\\/]{_SEG}+[\\/])(?:{_SEG}+[\\/]?)*")
 
@@ -71,6 +73,7 @@ def _concept(concepts: Concepts, key) -> Concept:
     if not len(concepts): raise ValueError("these Concepts hold no concept")
     return concepts[0 if key is None else key]
 
+# %% ../nbs/15_report.ipynb #bff1f93e
 def _latin(text: str) -> str:
     from PIL import ImageFont
     t = str(text).replace("→", "->").replace("Δ", "d")
@@ -97,6 +100,7 @@ def _titled(arr: np.ndarray, title: str | None) -> np.ndarray:
     d.text((3, 3), text, font=font, fill=(34, 34, 34))
     return np.asarray(im).copy()
 
+# %% ../nbs/15_report.ipynb #cbb3a15a
 def _tiles(study, rows, size: int, full: bool = False) -> list[np.ndarray]:
     "`size`-px tiles of the store `rows`: the stored thumbnails, or the original images when `full`."
     if full: return [thumbnail(study.image(int(r)), size) for r in rows]
@@ -128,6 +132,7 @@ def grid_picture(concepts: Concepts, key=None, *, study=None, images=None, size:
     if title == "": title = f"{c.key}: {c.name}" if c.name else c.key
     return _titled(arr, title)
 
+# %% ../nbs/15_report.ipynb #ad4c74c2
 def _snapshot_in_store_rows(snap: Snapshot, rows: np.ndarray, probe_id: str) -> Snapshot:
     "`snap` re-indexed from result rows to store rows (`rows[i]` = store row of result row i), with `probe_id`."
     rows = np.asarray(rows, dtype=np.int64)
@@ -205,6 +210,7 @@ figure.t small{display:block;font-size:12px;color:#666}
 #zoom p{font-size:14px;max-width:512px;margin:8px 0;overflow-wrap:anywhere}
 """
 
+# %% ../nbs/15_report.ipynb #1bba1a8e
 _ZOOM = ('<div id="zoom" hidden role="dialog" aria-label="enlarged image"><div><img alt="enlarged image"><p></p>'
          '<button type="button">close (Esc)</button></div></div>')
 
@@ -231,6 +237,7 @@ _SCRIPT = """
 })();
 """
 
+# %% ../nbs/15_report.ipynb #4ce2c461
 def _fmt(v, spec: str = "") -> str:
     "A table cell's text: NaN/None -> '–', numbers by `spec` ('.3f', '.1%', ',', ...)."
     if v is None: return "–"
@@ -258,6 +265,7 @@ def _table(df: pd.DataFrame, columns, *, cls: str = "", links=None) -> str:
     out.append("</tbody></table>")
     return "".join(out)
 
+# %% ../nbs/15_report.ipynb #8fbe4c23
 def _kv(pairs, cls: str = "kv") -> str:
     "A two-column key/value table; values are escaped text (dicts and lists as compact JSON)."
     rows = []
@@ -274,8 +282,6 @@ def _anchor(*parts) -> str:
     return "-".join(re.sub(r"[^A-Za-z0-9_]+", "_", str(p)) for p in parts)
 
 # %% ../nbs/15_report.ipynb #447216b4
-_PHI_COLUMN = re.compile(r"patient|path|file", re.I)
-
 def _encoding() -> tuple[str, str]:
     from PIL import features
     return ("WEBP", "image/webp") if features.check("webp") else ("JPEG", "image/jpeg")
@@ -290,6 +296,9 @@ def encode_tile(arr, px: int, quality: int = 80) -> str:
     Image.fromarray(thumbnail(arr, px)).save(buf, format=fmt, quality=int(quality))
     return f"data:{mime};base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
+# %% ../nbs/15_report.ipynb #d07c78d7
+_PHI_COLUMN = re.compile(r"patient|path|file", re.I)
+
 def _image_meta(study, include_ids: bool) -> list[str]:
     "One line per store row for the enlarged view: its row (and id with `include_ids`), labels and metadata."
     t = study.metadata()
@@ -302,6 +311,7 @@ def _image_meta(study, include_ids: bool) -> list[str]:
                        + [f"{c}={fmt(v)}" for c, v in zip(cols, vals) if not pd.isna(v)])
             for r, vals in enumerate(t[cols].itertuples(index=False, name=None))]
 
+# %% ../nbs/15_report.ipynb #ed188530
 class _Pictures:
     "The page's images: each store row embedded once (one CSS rule) and referenced by class wherever it is shown."
     def __init__(self, study, px: int, quality: int, include_ids: bool):
@@ -345,6 +355,7 @@ def _grid(rows, captions, ncols: int) -> str:
     tiles = "".join(_tile_html(r, c, hl=j == 0) for j, (r, c) in enumerate(zip(rows, captions)))
     return f'<div class="grid" style="--cols:{int(ncols)}">{tiles}</div>'
 
+# %% ../nbs/15_report.ipynb #1674e702
 def _snapshot_block(snap: Snapshot, n: int, a: str, b: str, caption) -> str:
     "A probe snapshot in store rows as HTML: the probe beside its three rows, each image with its bars, and the key."
     rows, vmax = [], snapshot_scale(snap)
@@ -374,6 +385,7 @@ def _excluded_rows(study, include_ids: bool) -> pd.DataFrame:
     ex = sw.excluded
     return ex[["row", "id", "reason"]] if include_ids else ex[["row", "reason"]]
 
+# %% ../nbs/15_report.ipynb #06dab97b
 def _provenance_section(study, include_ids: bool, extra_versions: dict) -> str:
     store, sw = study.store, study.sweep
     m = store.manifest
@@ -458,16 +470,13 @@ def _overview_section(study, sweep) -> str:
     return "\n".join(out)
 
 # %% ../nbs/15_report.ipynb #eeaebedb
-_DIRECTION_TEXT = {
-    "10": ("new in {b}", "images that {b} pulls together although {a} kept them apart: what the deeper layer adds"),
-    "01": ("lost from {a}", "images that {a} pulled together and {b} pulls apart: what the deeper layer drops")}
-
 def _safe_enrichment(enr: pd.DataFrame) -> pd.DataFrame:
     "`enr` without rows about identifier columns (`IDENTIFIER_COLUMNS`, or a name with patient / path / file)."
     if not len(enr): return enr
     col = enr["column"].astype(str)
     return enr[~(col.isin(IDENTIFIER_COLUMNS) | col.str.contains(_PHI_COLUMN))]
 
+# %% ../nbs/15_report.ipynb #6c38d45d
 def _enrichment_rows(enr: pd.DataFrame, key: str, n: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     "Concept `key`'s enrichment rows split into (over-represented, under-represented), at most `n` each, most significant first."
     e = enr[enr["concept"] == key]
@@ -489,6 +498,7 @@ def _enrichment_block(enr: pd.DataFrame, key: str, n: int) -> str:
             + (f'<p class="small"><b>Less common among the members</b></p>{_table(under, cols, cls="enr")}'
                if len(under) else "") + "</div>")
 
+# %% ../nbs/15_report.ipynb #bef9f6d6
 def _concept_article(ctx, c: Concept, concepts: Concepts, enr: pd.DataFrame, anchor: str, snap, layers,
                      checks=()) -> str:
     """One concept: its facts, its confound checks (`study.explanations`), its grid (anchor framed), its enrichment
@@ -512,6 +522,7 @@ def _concept_article(ctx, c: Concept, concepts: Concepts, enr: pd.DataFrame, anc
     out.append("</article>")
     return "\n".join(out)
 
+# %% ../nbs/15_report.ipynb #15061111
 def _projection_figure(A, B, concepts: Concepts, a: str, b: str) -> str:
     "Layers a and b projected (PCA, b aligned onto a), the reported concepts of direction 10 coloured, with the key."
     shown = list(concepts)[:len(CATEGORY_COLORS)]
@@ -525,6 +536,7 @@ def _projection_figure(A, B, concepts: Concepts, a: str, b: str) -> str:
             f'should lie gathered on the right and scattered on the left.{key or " No reported concept."}'
             f'</figcaption></figure>')
 
+# %% ../nbs/15_report.ipynb #0e82c51f
 def _pair_units(ctx, i: int, a: str, b: str) -> list[tuple]:
     "(priority, anchor, article) of every concept of pair `i` the report may draw (snapshots computed per direction)."
     study, sweep = ctx["study"], ctx["sweep"]
@@ -570,6 +582,11 @@ def _concept_table(ctx, i: int, d: str, concepts: Concepts, enr: pd.DataFrame, d
                    f'{_table(flagged, cols[:5] + [("flags", "flags", "")])}</details>')
     return "\n".join(out)
 
+# %% ../nbs/15_report.ipynb #28b7ee3a
+_DIRECTION_TEXT = {
+    "10": ("new in {b}", "images that {b} pulls together although {a} kept them apart: what the deeper layer adds"),
+    "01": ("lost from {a}", "images that {a} pulled together and {b} pulls apart: what the deeper layer drops")}
+
 def _pair_section(ctx, i: int, a: str, b: str, overview: pd.DataFrame | None, drawn: set) -> str:
     "Pair `i`: its numbers and summary sentence, then per direction the concept table and the drawn articles."
     sweep = ctx["sweep"]
@@ -612,6 +629,7 @@ def _chosen_latents(run, concepts: Concepts, comparison: pd.DataFrame, k: int) -
     rest = [c for c in concepts if c not in first]
     return (first + rest)[:k]
 
+# %% ../nbs/15_report.ipynb #b4af8d48
 def _bridge_block(ctx, name: str, layer: str) -> str:
     "RDX concepts living in this SAE's layer and the latent that fires best on each (`study.bridge`)."
     study, sweep, parts = ctx["study"], ctx["sweep"], []
@@ -628,6 +646,7 @@ def _bridge_block(ctx, name: str, layer: str) -> str:
             "latent's activation separates the concept's members from the other images (0.5 = not at all); Jaccard: "
             "overlap of the latent's |C| strongest images with the members.</p>" + "".join(parts))
 
+# %% ../nbs/15_report.ipynb #9a19bd70
 def _latent_article(ctx, c: Concept, concepts: Concepts, names: dict, anchor: str) -> str:
     "One latent: its name and description, how often it fires, and its top-activating images (strongest framed)."
     lat, cap = int(c.info.get("latent", -1)), ctx["caption"]
@@ -644,6 +663,7 @@ def _latent_article(ctx, c: Concept, concepts: Concepts, names: dict, anchor: st
                    f'{"image ids" if ctx["include_ids"] else "store rows"}.</figcaption></figure>')
     return "\n".join(out + ["</article>"])
 
+# %% ../nbs/15_report.ipynb #b2b81ccd
 def _sae_units(ctx, k: int, name: str) -> list[tuple]:
     "(priority, anchor, article) of the latents of SAE `name` the report may draw."
     run = ctx["study"].sae_run(name)
@@ -654,6 +674,7 @@ def _sae_units(ctx, k: int, name: str) -> list[tuple]:
              _latent_article(ctx, c, concepts, names, _anchor("sae", k, "latent", int(c.info.get("latent", -1)))))
             for j, c in enumerate(shown)]
 
+# %% ../nbs/15_report.ipynb #816ac71b
 def _sae_section(ctx, k: int, name: str, drawn: set) -> str:
     "SAE `name`: quality, dead latents, the MedSAE comparison and its headline, the bridge, and the drawn latents."
     run = ctx["study"].sae_run(name)
@@ -726,6 +747,7 @@ def _audit_section(audit) -> str:
             f"{r.column} ({r.reason})" for r in audit.skipped.itertuples())) + "</p>")
     return "\n".join(out + ["</section>"])
 
+# %% ../nbs/15_report.ipynb #e51c2b30
 def _summary_section(sweep, summaries: list, table) -> str:
     "Summary first: the findings (with stability and their confound check), what each transition did, the depth profile."
     if sweep is None: return ""
@@ -743,6 +765,7 @@ def _summary_section(sweep, summaries: list, table) -> str:
             f'<figure><img src="{uri}" alt="depth profile" width="{arr.shape[1] // 2}" height="{arr.shape[0] // 2}">'
             f'</figure></section>')
 
+# %% ../nbs/15_report.ipynb #3105b911
 def _about(study, sweep, include_ids: bool) -> str:
     store = study.store
     cfg, m = study.config, store.manifest
@@ -769,6 +792,7 @@ and its most informative latents with their top-activating images.</p>
 <p class="small muted">{naming} Patient ids and file paths are never included. This file makes no network
 requests: every picture and its one script are inside it.</p></section>"""
 
+# %% ../nbs/15_report.ipynb #a817d4a8
 def _contents(sweep, study) -> str:
     toc = ['<nav id="contents"><b>Contents</b><ol>', '<li><a href="#audit">The data, before any model</a></li>',
            '<li><a href="#about">About this report</a></li>',
@@ -798,6 +822,7 @@ def _check_report_args(max_concepts, max_latents, enrichment_rows, snapshot_k, t
     if isinstance(size_budget_mb, bool) or not (isinstance(size_budget_mb, (int, float)) and size_budget_mb > 0):
         raise ValueError(f"size_budget_mb must be a positive number, got {size_budget_mb!r}")
 
+# %% ../nbs/15_report.ipynb #2ba51ae7
 def _page(ctx, heading: str, drawn: set, pics: _Pictures) -> str:
     "The whole HTML document with the articles in `drawn` (the first pass draws none)."
     study, sweep = ctx["study"], ctx["sweep"]
@@ -824,6 +849,7 @@ def _page(ctx, heading: str, drawn: set, pics: _Pictures) -> str:
             f'<script type="application/json" id="image-meta">{pics.meta_json()}</script>\n'
             f"<script>{_SCRIPT}</script>\n</body></html>\n")
 
+# %% ../nbs/15_report.ipynb #85683da6
 def _fill(units: list, budget: int, pics: _Pictures) -> set:
     "The anchors of the articles drawn: in priority order, each one that fits what is left of `budget` (bytes)."
     drawn = set()
@@ -834,6 +860,7 @@ def _fill(units: list, budget: int, pics: _Pictures) -> set:
             drawn.add(anchor); pics.add(rows); budget -= cost
     return drawn
 
+# %% ../nbs/15_report.ipynb #cffdb004
 def export_html(study, path=None, *, include_ids: bool = False, max_concepts: int | None = 10, max_latents: int = 12,
                 enrichment_rows: int = 5, snapshots: bool = True, snapshot_k: int = 8, thumb_px: int = 96,
                 quality: int = 65, size_budget_mb: float = 8.0, title: str | None = None, progress: bool = True) -> Path:
