@@ -27,10 +27,42 @@ __all__ = ['MODES', 'DIRECTIONS', 'RERUN_N_INIT', 'RERUN_TOL', 'RESULT_FORMAT', 
            'merged_blobs', 'planted_merges', 'SnapshotRow', 'Snapshot', 'snapshots', 'snapshot', 'save_result',
            'load_result', 'rdx_large']
 
-# %% ../nbs/08_rdx.ipynb #dfe4be96
+# %% ../nbs/08_rdx.ipynb #657cdc62
 MODES = ("v2", "paper")
 DIRECTIONS = ("10", "01")
 
+def _check_method(c):
+    "Refuse bad method knobs: mode, γ, β, cluster count, null threshold, grid size, k-means restarts."
+    if c.mode not in MODES: raise ValueError(f"mode must be one of {MODES}, got {c.mode!r}")
+    if c.gamma is not None and not (math.isfinite(c.gamma) and c.gamma > 0):
+        raise ValueError(f"gamma must be a positive number or None (80/N), got {c.gamma!r}")
+    if not (math.isfinite(c.beta) and c.beta > 0): raise ValueError(f"beta must be > 0, got {c.beta!r}")
+    if int(c.n_clusters) != c.n_clusters or c.n_clusters < 1:
+        raise ValueError(f"n_clusters must be a positive integer, got {c.n_clusters!r}")
+    if c.null_threshold is not None and not math.isfinite(c.null_threshold):
+        raise ValueError(f"null_threshold must be a number or None, got {c.null_threshold!r}")
+    if c.grid_size is not None and (int(c.grid_size) != c.grid_size or c.grid_size < 1):
+        raise ValueError(f"grid_size must be a positive integer or None, got {c.grid_size!r}")
+    if c.n_init < 1: raise ValueError(f"n_init must be >= 1, got {c.n_init!r}")
+
+def _check_alignment(c):
+    "Refuse a bad alignment split or step count."
+    if not 0 < c.align_split < 1: raise ValueError(f"align_split must be in (0, 1), got {c.align_split!r}")
+    if c.align_steps < 0: raise ValueError(f"align_steps must be >= 0, got {c.align_steps!r}")
+
+def _check_quality(c):
+    "Refuse bad stability and quality-flag knobs."
+    r = c.stability_runs
+    if isinstance(r, bool) or int(r) != r or r < 0 or r == 1:
+        raise ValueError(f"stability_runs must be 0 (off) or an integer >= 2 (reruns to compare), got {r!r}")
+    if not 0.5 < c.stability_fraction <= 1:
+        raise ValueError(f"stability_fraction must lie in (0.5, 1], got {c.stability_fraction!r}")
+    if c.min_size is not None and (int(c.min_size) != c.min_size or c.min_size < 1):
+        raise ValueError(f"min_size must be a positive integer or None, got {c.min_size!r}")
+    if not 0 < c.max_share <= 1: raise ValueError(f"max_share must lie in (0, 1], got {c.max_share!r}")
+    if not 0 <= c.min_stability <= 1: raise ValueError(f"min_stability must lie in [0, 1], got {c.min_stability!r}")
+
+# %% ../nbs/08_rdx.ipynb #dfe4be96
 @dataclass(frozen=True)
 class RDXConfig(Config):
     """Knobs of one RDX run on a pair of representations (A = before, B = after).
@@ -64,28 +96,7 @@ class RDXConfig(Config):
     min_stability: float = 0.5
 
     def validate(self):
-        if self.mode not in MODES: raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
-        if self.gamma is not None and not (math.isfinite(self.gamma) and self.gamma > 0):
-            raise ValueError(f"gamma must be a positive number or None (80/N), got {self.gamma!r}")
-        if not (math.isfinite(self.beta) and self.beta > 0): raise ValueError(f"beta must be > 0, got {self.beta!r}")
-        if int(self.n_clusters) != self.n_clusters or self.n_clusters < 1:
-            raise ValueError(f"n_clusters must be a positive integer, got {self.n_clusters!r}")
-        if self.null_threshold is not None and not math.isfinite(self.null_threshold):
-            raise ValueError(f"null_threshold must be a number or None, got {self.null_threshold!r}")
-        if self.grid_size is not None and (int(self.grid_size) != self.grid_size or self.grid_size < 1):
-            raise ValueError(f"grid_size must be a positive integer or None, got {self.grid_size!r}")
-        if self.n_init < 1: raise ValueError(f"n_init must be >= 1, got {self.n_init!r}")
-        if not 0 < self.align_split < 1: raise ValueError(f"align_split must be in (0, 1), got {self.align_split!r}")
-        if self.align_steps < 0: raise ValueError(f"align_steps must be >= 0, got {self.align_steps!r}")
-        r = self.stability_runs
-        if isinstance(r, bool) or int(r) != r or r < 0 or r == 1:
-            raise ValueError(f"stability_runs must be 0 (off) or an integer >= 2 (reruns to compare), got {r!r}")
-        if not 0.5 < self.stability_fraction <= 1:
-            raise ValueError(f"stability_fraction must lie in (0.5, 1], got {self.stability_fraction!r}")
-        if self.min_size is not None and (int(self.min_size) != self.min_size or self.min_size < 1):
-            raise ValueError(f"min_size must be a positive integer or None, got {self.min_size!r}")
-        if not 0 < self.max_share <= 1: raise ValueError(f"max_share must lie in (0, 1], got {self.max_share!r}")
-        if not 0 <= self.min_stability <= 1: raise ValueError(f"min_stability must lie in [0, 1], got {self.min_stability!r}")
+        _check_method(self); _check_alignment(self); _check_quality(self)
 
     @property
     def symmetrize(self) -> bool:
@@ -137,6 +148,7 @@ def check_pair(A, B, *, min_rows: int = 3, names=("A", "B")) -> tuple[np.ndarray
             raise ValueError(f"{name} is constant: all {X.shape[0]} rows are identical, so it has no neighbour structure")
     return A, B
 
+# %% ../nbs/08_rdx.ipynb #94d0a696
 def duplicate_rows(X) -> int:
     "Number of rows of `X` that have an exact duplicate elsewhere in `X`."
     X = np.ascontiguousarray(np.asarray(X))
@@ -164,6 +176,7 @@ def _block_rows(n: int, target: int = 2**20) -> int:
     "Rows per block so that one block of n columns holds about `target` elements."
     return int(max(1, min(n, target // max(n, 1))))
 
+# %% ../nbs/08_rdx.ipynb #ec1f75e5
 _POOL = None
 
 def _row_chunks(n: int, parts: int) -> list[slice]:
@@ -191,6 +204,7 @@ def _map_tasks(fn, items) -> list:
     if parts == 1 or len(items) < 2: return [fn(x) for x in items]
     return list(_pool(parts).map(fn, items))
 
+# %% ../nbs/08_rdx.ipynb #ad945182
 def _stable_argsort_rows(D: torch.Tensor) -> torch.Tensor:
     """Row-wise argsort with ties broken by index (a stable sort). On CPU: numpy's SIMD quicksort in threads, then the
     rare rows holding exactly equal values (duplicate images) are re-sorted stably; elsewhere `torch.sort`."""
@@ -215,6 +229,7 @@ def _sort_rows(D: torch.Tensor) -> torch.Tensor:
     _map_rows(work, Dn.shape[0])
     return torch.from_numpy(out)
 
+# %% ../nbs/08_rdx.ipynb #90c5b02f
 def _ranks(X: torch.Tensor) -> tuple[torch.Tensor, float]:
     "int32 rank matrix of the rows of X (float64 tensor) and the largest Euclidean distance."
     n, dev = X.shape[0], X.device
@@ -234,6 +249,7 @@ def _ranks(X: torch.Tensor) -> tuple[torch.Tensor, float]:
         R[r0:r1].scatter_(1, order, positions[: r1 - r0])
     return R, math.sqrt(dmax)
 
+# %% ../nbs/08_rdx.ipynb #0027eb59
 def _symmetric_sum(R: torch.Tensor) -> torch.Tensor:
     "R + Rᵀ (int32), built block by block."
     n = R.shape[0]
@@ -260,6 +276,7 @@ def difference(RA, RB, gamma: float = 0.05) -> np.ndarray:
     if RA.shape != RB.shape: raise ValueError(f"rank matrices differ in shape: {RA.shape} vs {RB.shape}")
     return np.tanh(gamma * (RB - RA) / (np.minimum(RA, RB) + 1.0))
 
+# %% ../nbs/08_rdx.ipynb #5d299014
 def affinity(delta, beta: float = 5.0, direction: str = "10") -> np.ndarray:
     "Affinity of a direction: M^B = exp(−βΔ) for '10' (pulled together in B), M^A = exp(+βΔ) for '01'."
     if direction not in DIRECTIONS: raise ValueError(f"direction must be '10' or '01', got {direction!r}")
@@ -303,6 +320,7 @@ def _affinity_matrix(delta: torch.Tensor, sign: float, beta: float, symmetric: b
         S[r0:r1] = m
     return S
 
+# %% ../nbs/08_rdx.ipynb #9ea320e2
 @dataclass(frozen=True)
 class SpectralFit:
     "A fitted spectral clustering: labels, the eigen decomposition it used and the k-means model (for new points)."
@@ -318,6 +336,7 @@ class SpectralFit:
         W = S_new / sqrt_degree_new[:, None] / self.sqrt_degree[None, :]
         return (W @ self.vectors) / self.values / sqrt_degree_new[:, None] * self.signs
 
+# %% ../nbs/08_rdx.ipynb #08f7a8d7
 def spectral_fit(S, n_clusters: int, seed: int = 0, n_init: int = 10, tol: float = 0.0) -> SpectralFit:
     """Spectral clustering of a symmetric non-negative affinity `S` (N×N, numpy or torch; overwritten in place).
 
@@ -348,10 +367,12 @@ def spectral_fit(S, n_clusters: int, seed: int = 0, n_init: int = 10, tol: float
     km = KMeans(n_clusters, n_init=n_init, random_state=rs).fit(emb)
     return SpectralFit(km.labels_.astype(np.int64), vecs, vals, dd, signs, km)
 
+# %% ../nbs/08_rdx.ipynb #6c9fd9ec
 def spectral_labels(S, n_clusters: int, seed: int = 0, n_init: int = 10) -> np.ndarray:
     "Labels of `spectral_fit` (S is overwritten)."
     return spectral_fit(S, n_clusters, seed, n_init).labels
 
+# %% ../nbs/08_rdx.ipynb #3a29bea3
 def _by_mean(labels: np.ndarray, ks: np.ndarray, means: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """`labels` renumbered by ascending mean affinity (0 = lowest, ties in label order) and the sorted means;
     `means[j]` belongs to label `ks[j]` (ascending). Both engines relabel with it."""
@@ -421,6 +442,7 @@ def rank_rows(X, rows, *, device=None) -> np.ndarray:
     R.scatter_(1, order, torch.arange(Xt.shape[0], device=Xt.device).expand(len(rows), -1).contiguous())
     return R.cpu().numpy()
 
+# %% ../nbs/08_rdx.ipynb #89b40da6
 def rank_columns(X, cols, *, device=None) -> np.ndarray:
     """Columns `cols` of the rank matrix of `X`, transposed (int64, len(cols) × N): where each image of `cols` stands
     among every image's neighbours, in row blocks; equal to `rank_matrix(X)[:, cols].T` without the N×N matrix."""
@@ -436,6 +458,7 @@ def rank_columns(X, cols, *, device=None) -> np.ndarray:
             out[j, r0:r0 + len(rows)] = (D < dc).sum(1) + (D[:, :c] == dc).sum(1)
     return out.cpu().numpy()
 
+# %% ../nbs/08_rdx.ipynb #249fd469
 def _rank_blocks(X, grids, symmetrize: bool, device=None) -> dict:
     "grid position -> its |g|×|g| rank block, from one `rank_rows` call over all grid images."
     rows = np.unique(np.concatenate([np.asarray(g, dtype=np.int64) for g in grids] + [np.zeros(0, np.int64)]))
@@ -454,6 +477,7 @@ def _bsr_rank(grids, X_explained, X_other, symmetrize: bool, device=None) -> tup
     key = {id(g): j for j, g in enumerate(grids)}
     return bsr(grids, lambda g: E[key[id(g)]], lambda g: O[key[id(g)]])
 
+# %% ../nbs/08_rdx.ipynb #5424270c
 def _euclid_block(X, g, dmax: float) -> np.ndarray:
     Xg = np.asarray(X, dtype=np.float64)[g]
     return np.sqrt(np.maximum(((Xg[:, None, :] - Xg[None, :, :]) ** 2).sum(-1), 0.0)) / dmax
@@ -475,6 +499,7 @@ class AffineMap:
     @classmethod
     def identity(cls, d: int) -> "AffineMap": return cls(np.eye(d), np.zeros(d))
 
+# %% ../nbs/08_rdx.ipynb #d24cf6db
 def _fit_map(src: np.ndarray, dst: np.ndarray, train: np.ndarray, steps: int, lr: float, seed: int) -> AffineMap:
     from medinterp.compare import cka_torch
     torch.manual_seed(seed)  # no randomness is drawn below; kept explicit for reproducible Adam state
@@ -515,6 +540,7 @@ def estimate_memory(n: int, *, aligned: bool = False, stability: bool = False) -
     ranks = (16 if aligned else 8) * n * n if stability else 0        # int32 rank matrices kept for the reruns
     return int((24 if aligned else 16) * n * n + ranks + 64 * 2**20)
 
+# %% ../nbs/08_rdx.ipynb #ef746c3c
 def available_memory() -> int | None:
     "Bytes of memory available to a new allocation (Linux MemAvailable), or None when unknown."
     try:
@@ -524,6 +550,7 @@ def available_memory() -> int | None:
     try: return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError): return None
 
+# %% ../nbs/08_rdx.ipynb #397ab7c0
 def _gib(b) -> str: return f"{b / 2**30:.1f} GiB"
 
 def check_memory(n: int, *, aligned: bool = False, stability: bool = False, max_memory: int | None = None):
@@ -560,6 +587,7 @@ def _kept(means: np.ndarray, config: RDXConfig) -> tuple[tuple, dict]:
     counts = {"computed": len(means), "null": 1, "below_threshold": len(means) - 1 - len(labels)}
     return tuple(sorted(labels, key=lambda k: (-means[k], k))), counts
 
+# %% ../nbs/08_rdx.ipynb #3196b40f
 RERUN_N_INIT, RERUN_TOL = 3, 1e-4     # stability reruns: fewer k-means restarts, a loose Lanczos tolerance
 
 def _cluster(delta: torch.Tensor, sign: float, config: RDXConfig, seed: int, rerun: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -570,6 +598,7 @@ def _cluster(delta: torch.Tensor, sign: float, config: RDXConfig, seed: int, rer
                        tol=RERUN_TOL if rerun else 0.0)                               # W now holds D^-1/2 S D^-1/2
     return _relabel(fit.labels, W, fit.sqrt_degree)
 
+# %% ../nbs/08_rdx.ipynb #44cc04c4
 def _log_affinity(delta: torch.Tensor, labels: np.ndarray, k: int, sign: float, config) -> float:
     "Mean of ln M = sign·β·Δ over C×C (diagonal included): how much closer, on average, the members came."
     it = torch.as_tensor(np.flatnonzero(labels == k), device=delta.device)
@@ -582,10 +611,12 @@ def _grid_of(X, rows: np.ndarray, labels: np.ndarray, k: int, delta: torch.Tenso
     M_block = torch.exp(delta.index_select(0, it).index_select(1, it) * (sign * config.beta)).cpu().numpy()
     return grid_sample(X, rows[idx], M_block, config.k)
 
+# %% ../nbs/08_rdx.ipynb #2e3e6529
 def _jaccard(a, b) -> float:
     a, b = set(np.asarray(a).tolist()), set(np.asarray(b).tolist())
     return len(a & b) / len(a | b) if a | b else float("nan")
 
+# %% ../nbs/08_rdx.ipynb #74069d81
 def quality_score(stability, log_affinity: float, size: int, k: int) -> float:
     "The documented order of reported concepts: stability · max(mean ln M, 0) · |C| / (|C| + k) (stability None: 1)."
     s = 1.0 if stability is None or not math.isfinite(stability) else float(stability)
@@ -609,6 +640,7 @@ def _match_rerun(d, rows: np.ndarray, labels_r: np.ndarray, kept_r: tuple, grid_
         out[c] = (float(jac[best]), _jaccard(np.intersect1d(d.grids[c], rows), grid_r(int(cols[best]))))
     return out
 
+# %% ../nbs/08_rdx.ipynb #5290c53d
 def _rerun(d, r: int, rows: np.ndarray, delta: torch.Tensor, X, config: RDXConfig) -> dict:
     "Rerun r of direction `d` on the subsample `rows` (its Δ `delta`): the best matches of `d`'s clusters."
     sign = -1.0 if d.direction == "10" else 1.0
@@ -620,6 +652,7 @@ def _rerun(d, r: int, rows: np.ndarray, delta: torch.Tensor, X, config: RDXConfi
         return grids_r[k]
     return _match_rerun(d, rows, labels_r, kept_r, grid_r)
 
+# %% ../nbs/08_rdx.ipynb #7cc62fc3
 def _stability(dirs: dict, reruns, X: dict, config: RDXConfig) -> dict:
     """Mean best-match Jaccard (members, grid) per kept cluster of each direction over the reruns.
 
@@ -636,6 +669,7 @@ def _stability(dirs: dict, reruns, X: dict, config: RDXConfig) -> dict:
     return {key: {c: (mean([a for a, _ in js]), mean([g for _, g in js])) for c, js in per.items()}
             for key, per in found.items()}
 
+# %% ../nbs/08_rdx.ipynb #e5077095
 def _subsamples(n: int, config: RDXConfig):
     "The seeded random subsamples of the reruns (sorted rows)."
     m = max(2 * config.n_spectral, int(round(config.stability_fraction * n)))
@@ -675,6 +709,7 @@ class RDXDirection:
 
     def members(self, label: int) -> np.ndarray: return np.flatnonzero(self.labels == label)
 
+# %% ../nbs/08_rdx.ipynb #e308a21f
 def _finite_or_none(d: dict) -> dict:
     "JSON-safe copy of a dict of floats: NaN (e.g. BSR of a direction without grids) becomes None."
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
@@ -754,6 +789,7 @@ def _direction(key, delta, sign, X_explained, X_other, names, dmax, config) -> R
     return _finish_direction(key, labels, means, np.arange(len(labels)), delta, sign, X_explained, X_other, names, dmax,
                              config)
 
+# %% ../nbs/08_rdx.ipynb #555a33e2
 def _rank_pair(A, B, dev) -> tuple[torch.Tensor, torch.Tensor, float, float]:
     "Plain int32 rank matrices of A and B and their largest distances."
     (RA, dA), (RB, dB) = _ranks(_as_tensor(A, dev)), _ranks(_as_tensor(B, dev))
@@ -767,6 +803,7 @@ def _mean_abs_offdiag(delta: torch.Tensor) -> float:
     n = delta.shape[0]
     return float(delta.abs().sum()) / (n * (n - 1))   # the diagonal is exactly 0
 
+# %% ../nbs/08_rdx.ipynb #34175195
 def _dense_reruns(ranks: dict, config: RDXConfig, gamma: float, n: int, dev):
     "Per rerun: the subsample and each direction's Δ on it, from the kept full rank matrices (`ranks[key] = (RA, RB)`)."
     for rows in _subsamples(n, config):
@@ -776,6 +813,24 @@ def _dense_reruns(ranks: dict, config: RDXConfig, gamma: float, n: int, dev):
                for key, (RA, RB) in distinct.items()}
         yield rows, {"10": sub["10"], "01": sub.get("01", sub["10"])}
 
+# %% ../nbs/08_rdx.ipynb #6a446ed5
+def _dense_delta(A, B, maps, dev, gamma: float, config: RDXConfig):
+    """Δ of direction 10 and of direction 01 (the same tensor without `maps`), the rank matrices per direction
+    (None when no rerun needs them) and the largest distances of A and B."""
+    if maps is None:
+        *pair, dA, dB = _rank_pair(A, B, dev)
+        ranks = {"10": tuple(pair)}; ranks["01"] = ranks["10"]   # direction 01 uses the same Δ with the opposite sign
+        del pair
+    else:
+        f, g = maps
+        ranks = {"10": _rank_pair(f(A), B, dev)[:2], "01": _rank_pair(A, g(B), dev)[:2]}
+        dA, dB = _max_distance(_as_tensor(A, dev)), _max_distance(_as_tensor(B, dev))
+    d10 = _delta_from(*ranks["10"], gamma, config.symmetrize)
+    d01 = d10 if maps is None else _delta_from(*ranks["01"], gamma, config.symmetrize)
+    if config.stability_runs == 0: ranks = None                  # nothing else needs the rank matrices
+    return d10, d01, ranks, dA, dB
+
+# %% ../nbs/08_rdx.ipynb #2501069f
 def rdx(A, B, config: RDXConfig | None = None, *, layers=("A", "B"), ids=None, device=None, maps=None,
         keep_delta: bool = False, max_memory: int | None = None) -> RDXResult:
     """Representational Difference Explanation of B (after) against A (before), both directions.
@@ -794,17 +849,7 @@ def rdx(A, B, config: RDXConfig | None = None, *, layers=("A", "B"), ids=None, d
     meta = {"device": str(dev), "duplicates": {"A": duplicate_rows(A), "B": duplicate_rows(B)}}
     if config.align and maps is None:
         maps, meta["alignment"] = fit_alignment(A, B, config)
-    if maps is None:
-        *pair, dA, dB = _rank_pair(A, B, dev)
-        ranks = {"10": tuple(pair)}; ranks["01"] = ranks["10"]   # direction 01 uses the same Δ with the opposite sign
-        del pair
-    else:
-        f, g = maps
-        ranks = {"10": _rank_pair(f(A), B, dev)[:2], "01": _rank_pair(A, g(B), dev)[:2]}
-        dA, dB = _max_distance(_as_tensor(A, dev)), _max_distance(_as_tensor(B, dev))
-    d10 = _delta_from(*ranks["10"], gamma, config.symmetrize)
-    d01 = d10 if maps is None else _delta_from(*ranks["01"], gamma, config.symmetrize)
-    if config.stability_runs == 0: ranks = None                  # nothing else needs the rank matrices
+    d10, d01, ranks, dA, dB = _dense_delta(A, B, maps, dev, gamma, config)
     mad = _mean_abs_offdiag(d10)
     t1 = time.perf_counter()
     names = tuple(str(l) for l in layers)
@@ -831,6 +876,7 @@ def merged_blobs(seed: int = 0, n_per: int = 200, d: int = 16, sep: float = 10.0
     B = A.copy(); B[blob == 1] += centres[0] - centres[1]
     return A, B, blob
 
+# %% ../nbs/08_rdx.ipynb #a17de833
 def planted_merges(seed: int = 0, n_blobs: int = 12, n_per: int = 25, d: int = 16, sep: float = 10.0,
                    merges=((0, 1), (2, 3), (4, 5)), moved: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Toy pair (A, B, blob) with several known differences: `n_blobs` Gaussian blobs in A; in B each pair (a, b) of
@@ -860,6 +906,7 @@ class SnapshotRow:
     delta: np.ndarray
     was_near: np.ndarray | None = None
 
+# %% ../nbs/08_rdx.ipynb #5f501de8
 @dataclass(frozen=True)
 class Snapshot:
     "Neighbour rows of probe image `probe` in one direction of an RDX result (plain data for the browser/report)."
@@ -880,6 +927,7 @@ class Snapshot:
         return {"probe": self.probe, "probe_id": self.probe_id, "direction": self.direction, "cluster": self.cluster,
                 "concept": self.concept, "clustered": self.clustered, "scattered": self.scattered, "rows": rows}
 
+# %% ../nbs/08_rdx.ipynb #ca0270a6
 def _top(score: np.ndarray, probe: int, k: int) -> np.ndarray:
     "The k images (probe excluded) with the smallest `score`, ties by index."
     cand = np.flatnonzero(np.arange(len(score)) != probe)
@@ -890,6 +938,7 @@ def _probe_ranks(X, probes, symmetrize: bool, device=None) -> tuple[np.ndarray, 
     fwd = rank_rows(X, probes, device=device).astype(np.float64)
     return fwd, ((fwd + rank_columns(X, probes, device=device)) / 2.0 if symmetrize else fwd)
 
+# %% ../nbs/08_rdx.ipynb #98396af5
 def snapshots(A, B, result: RDXResult, probes, direction: str = "10", k: int = 8, *, device=None) -> list[Snapshot]:
     "One `Snapshot` per image of `probes` for one direction of `result` (A, B: the unmapped representations)."
     A, B = check_pair(A, B, names=result.layers)
@@ -914,6 +963,7 @@ def snapshots(A, B, result: RDXResult, probes, direction: str = "10", k: int = 8
                             d.explained, d.reference, rows))
     return out
 
+# %% ../nbs/08_rdx.ipynb #5f757966
 def snapshot(A, B, result: RDXResult, probe: int, direction: str = "10", k: int = 8, *, device=None) -> Snapshot:
     "Neighbour rows of image `probe` for one direction of `result` (see `snapshots`)."
     return snapshots(A, B, result, [probe], direction, k, device=device)[0]
@@ -943,6 +993,7 @@ def save_result(result: RDXResult, path, *, input_fingerprint: str | None = None
         save_config(tmp, result.config, input_fingerprint)
     return path
 
+# %% ../nbs/08_rdx.ipynb #22f98300
 def load_result(path) -> RDXResult:
     "Read an `RDXResult` written by `save_result`."
     import json
@@ -961,6 +1012,19 @@ def load_result(path) -> RDXResult:
     return RDXResult(RDXConfig.from_dict(rec["config"]), tuple(rec["layers"]), ids, float(rec["gamma"]), dirs,
                      float(rec["mean_abs_delta"]), rec["meta"])
 
+# %% ../nbs/08_rdx.ipynb #afedcbc7
+def _check_large(A, B, config: RDXConfig, landmarks: int, precision: str, layers, ids):
+    "The input checks of `rdx_large`; returns the checked (A, B), the number of landmarks and the ids."
+    A, B = check_pair(A, B, min_rows=max(3, 2 * config.n_spectral), names=(str(layers[0]), str(layers[1])))
+    if config.align: raise ValueError("rdx_large does not learn alignment maps; run fit_alignment on a subsample "
+                                      "and pass the mapped matrices")
+    if precision not in ("float32", "float64"): raise ValueError(f"precision must be float32 or float64, got {precision!r}")
+    n = len(A); m = int(min(landmarks, n))
+    if m < 2 * config.n_spectral: raise ValueError(f"landmarks={m} is too few for {config.n_spectral} clusters")
+    ids = tuple(str(i) for i in (range(n) if ids is None else ids))
+    if len(ids) != n: raise ValueError(f"{len(ids)} ids for {n} images")
+    return A, B, m, ids
+
 # %% ../nbs/08_rdx.ipynb #e633b3c1
 def _landmark_rows(X: torch.Tensor, sq: torch.Tensor, L: torch.Tensor, b: int) -> torch.Tensor:
     "Exact rank rows of the landmarks (m × N, int32)."
@@ -973,6 +1037,33 @@ def _landmark_rows(X: torch.Tensor, sq: torch.Tensor, L: torch.Tensor, b: int) -
         out[r0:r0 + len(rows)].scatter_(1, order, pos[: len(rows)])
     return out
 
+# %% ../nbs/08_rdx.ipynb #0c507be9
+def _landmark_side(X, dt, dev, L: torch.Tensor, block_rows: int) -> tuple:
+    "One representation in the landmark engine: (features in `dt`, their squared norms, the landmarks' rank rows m × N)."
+    Xt = torch.as_tensor(X, dtype=dt, device=dev)
+    sq = (Xt * Xt).sum(1)
+    return Xt, sq, _landmark_rows(Xt, sq, L, block_rows)
+
+# %% ../nbs/08_rdx.ipynb #889b186b
+def _landmark_delta(RA_L: torch.Tensor, RB_L: torch.Tensor, L: torch.Tensor, gamma: float, sym: bool) -> torch.Tensor:
+    "Δ on landmark pairs from the landmarks' rank rows: exactly the dense Δ restricted to landmarks × landmarks."
+    def sub(R):  # landmark × landmark ranks (rank sums in v2)
+        r = R[:, L]
+        return r + r.T if sym else r
+    return _delta(sub(RA_L), sub(RB_L), gamma, sym)
+
+# %% ../nbs/08_rdx.ipynb #c1efe186
+def _landmark_fits(d_LL: torch.Tensor, signs: dict, config: RDXConfig, dev) -> tuple[dict, dict]:
+    "Per direction, the spectral fit of the landmarks and its labels one-hot (m × K, float64)."
+    K = config.n_spectral
+    fits = {key: spectral_fit(_affinity_matrix(d_LL, sg, config.beta, symmetric=config.symmetrize), K, config.seed,
+                              config.n_init)
+            for key, sg in signs.items()}
+    onehot = {key: torch.nn.functional.one_hot(torch.as_tensor(f.labels, device=dev), K).to(torch.float64)
+              for key, f in fits.items()}
+    return fits, onehot
+
+# %% ../nbs/08_rdx.ipynb #b1e4a389
 def _landmark_ranks(X: torch.Tensor, sq: torch.Tensor, rows: torch.Tensor, L: torch.Tensor) -> tuple[torch.Tensor, float]:
     """Rank of every landmark in the neighbour lists of `rows` (len(rows) × m, int32) and the largest distance seen:
     each row's distances are sorted once and the landmarks' distances located in them (ties share the lower rank)."""
@@ -981,6 +1072,63 @@ def _landmark_ranks(X: torch.Tensor, sq: torch.Tensor, rows: torch.Tensor, L: to
     ranks = torch.searchsorted(_sort_rows(D), D[:, L].contiguous())                   # how many images are closer
     return ranks.to(torch.int32), dmax
 
+# %% ../nbs/08_rdx.ipynb #79823721
+def _block_delta(rows: torch.Tensor, side_a: tuple, side_b: tuple, L: torch.Tensor, gamma: float, sym: bool):
+    """Δ between the images `rows` and every landmark read from the images' lists (`d`) and from the landmarks' lists
+    (`d_back`; the same tensor in v2, where the two ranks are summed), and the largest distances seen in A and B."""
+    (Xa, sqa, RA_L), (Xb, sqb, RB_L) = side_a, side_b
+    (ra, da), (rb, db) = _landmark_ranks(Xa, sqa, rows, L), _landmark_ranks(Xb, sqb, rows, L)
+    back_a, back_b = RA_L[:, rows].T, RB_L[:, rows].T                    # rank of each image in the landmarks' lists
+    if sym: d = d_back = _delta(ra + back_a, rb + back_b, gamma, True)
+    else: d, d_back = _delta(ra, rb, gamma, False), _delta(back_a, back_b, gamma, False)
+    return d, d_back, da, db
+
+# %% ../nbs/08_rdx.ipynb #c0a1d3ce
+def _assign_block(d, d_back, not_self, fit: SpectralFit, onehot, sign: float, config: RDXConfig):
+    """One direction for a block of images: their clusters (Nyström embedding, then the landmarks' k-means) and their
+    sums of M over each cluster's landmarks."""
+    M = torch.exp(d * (sign * config.beta))
+    sums = (M @ onehot).cpu()
+    S_new = M if config.symmetrize else (M + torch.exp(d_back * (sign * config.beta))) * 0.5
+    S_new = (S_new * not_self).cpu().numpy()
+    dd_new = np.sqrt(S_new.sum(1))
+    return fit.kmeans.predict(fit.embed(S_new, dd_new)), sums
+
+# %% ../nbs/08_rdx.ipynb #356eb40d
+def _assign_images(n: int, side_a, side_b, L: torch.Tensor, fits: dict, onehot: dict, signs: dict, gamma: float,
+                   config: RDXConfig, block_rows: int, progress: bool):
+    """Every image's cluster per direction and its sums of M over each cluster's landmarks, streamed in blocks; also
+    the mean |Δ| to the landmarks (the image itself left out) and the largest distances in A and B."""
+    labels = {key: np.empty(n, dtype=np.int64) for key in fits}
+    sums = {key: torch.empty((n, config.n_spectral), dtype=torch.float64) for key in fits}
+    abs_sum, abs_count, dmax = 0.0, 0, {"A": 0.0, "B": 0.0}
+    it = range(0, n, block_rows)
+    if progress:
+        from tqdm.auto import tqdm
+        it = tqdm(it, desc="rdx_large: assigning images", unit="block")
+    for r0 in it:
+        rows = torch.arange(r0, min(n, r0 + block_rows), device=L.device)
+        d, d_back, da, db = _block_delta(rows, side_a, side_b, L, gamma, config.symmetrize)
+        dmax["A"], dmax["B"] = max(dmax["A"], da), max(dmax["B"], db)
+        not_self = rows[:, None] != L[None, :]
+        abs_sum += float(d.abs()[not_self].sum()); abs_count += int(not_self.sum())
+        for key, sg in signs.items():
+            lab, s = _assign_block(d, d_back, not_self, fits[key], onehot[key], sg, config)
+            sums[key][r0:r0 + len(rows)] = s
+            labels[key][r0:r0 + len(rows)] = lab
+    return labels, sums, abs_sum / max(abs_count, 1), dmax
+
+# %% ../nbs/08_rdx.ipynb #00283bba
+def _landmark_labels(labels: np.ndarray, sums: torch.Tensor, fit: SpectralFit, L_np: np.ndarray, K: int):
+    "All N labels (landmarks keep their spectral label) renumbered by the estimated mean affinity, and those means."
+    labels[L_np] = fit.labels                                            # landmarks keep their spectral label
+    size_L = np.bincount(fit.labels, minlength=K)
+    s_np = sums.numpy()
+    means_raw = np.array([s_np[labels == c, c].mean() / size_L[c] if (labels == c).any() and size_L[c] else 0.0
+                          for c in range(K)])
+    return _by_mean(labels, np.arange(K), means_raw)
+
+# %% ../nbs/08_rdx.ipynb #19cbf4e1
 def _landmark_reruns(d_LL: torch.Tensor, L_np: np.ndarray, config: RDXConfig, dev):
     "Reruns of the landmark engine: random subsamples of the landmarks, their exact Δ block (ranks among all N)."
     for sub in _subsamples(len(L_np), config):
@@ -988,6 +1136,7 @@ def _landmark_reruns(d_LL: torch.Tensor, L_np: np.ndarray, config: RDXConfig, de
         d = d_LL[it][:, it]
         yield L_np[sub], {"10": d, "01": d}
 
+# %% ../nbs/08_rdx.ipynb #7f4e8090
 def rdx_large(A, B, config: RDXConfig | None = None, *, landmarks: int = 4000, layers=("A", "B"), ids=None,
               device=None, precision: str = "float32", block_rows: int = 256, progress: bool = False) -> RDXResult:
     """Landmark approximation of `rdx` for large N: memory O(N·landmarks), exact Δ on landmark pairs.
@@ -995,71 +1144,27 @@ def rdx_large(A, B, config: RDXConfig | None = None, *, landmarks: int = 4000, l
     See the section above for what is approximated. The result has the same form as `rdx`'s; `meta['landmarks']`
     lists the landmark rows."""
     config = config or RDXConfig()
-    A, B = check_pair(A, B, min_rows=max(3, 2 * config.n_spectral), names=(str(layers[0]), str(layers[1])))
-    if config.align: raise ValueError("rdx_large does not learn alignment maps; run fit_alignment on a subsample "
-                                      "and pass the mapped matrices")
-    if precision not in ("float32", "float64"): raise ValueError(f"precision must be float32 or float64, got {precision!r}")
-    n = len(A); m = int(min(landmarks, n))
-    if m < 2 * config.n_spectral: raise ValueError(f"landmarks={m} is too few for {config.n_spectral} clusters")
-    ids = tuple(str(i) for i in (range(n) if ids is None else ids))
-    if len(ids) != n: raise ValueError(f"{len(ids)} ids for {n} images")
+    A, B, m, ids = _check_large(A, B, config, landmarks, precision, layers, ids)
+    n = len(A)
     dev, dt, gamma, t0 = _device(device), getattr(torch, precision), config.gamma_for(n), time.perf_counter()
     rng = np.random.default_rng(config.seed)
     L_np = np.sort(rng.choice(n, size=m, replace=False))
     L = torch.as_tensor(L_np, device=dev)
-    Xa, Xb = torch.as_tensor(A, dtype=dt, device=dev), torch.as_tensor(B, dtype=dt, device=dev)
-    sqa, sqb = (Xa * Xa).sum(1), (Xb * Xb).sum(1)
-    sym = config.symmetrize
-    RA_L, RB_L = _landmark_rows(Xa, sqa, L, block_rows), _landmark_rows(Xb, sqb, L, block_rows)   # m × N
-    def sub(R):  # landmark × landmark ranks (rank sums in v2)
-        r = R[:, L]
-        return r + r.T if sym else r
-    d_LL = _delta(sub(RA_L), sub(RB_L), gamma, sym)
+    side_a, side_b = _landmark_side(A, dt, dev, L, block_rows), _landmark_side(B, dt, dev, L, block_rows)
+    d_LL = _landmark_delta(side_a[2], side_b[2], L, gamma, config.symmetrize)
     names = tuple(str(l) for l in layers)
-    # spectral clustering of the landmarks, per direction
-    K = config.n_spectral
     signs = {"10": -1.0, "01": 1.0}
-    fits = {key: spectral_fit(_affinity_matrix(d_LL, sg, config.beta, symmetric=sym), K, config.seed, config.n_init)
-            for key, sg in signs.items()}
-    onehot = {key: torch.nn.functional.one_hot(torch.as_tensor(f.labels, device=dev), K).to(torch.float64)
-              for key, f in fits.items()}
-    labels = {key: np.empty(n, dtype=np.int64) for key in fits}
-    sums = {key: torch.empty((n, K), dtype=torch.float64) for key in fits}
-    abs_sum, abs_count, dmax = 0.0, 0, {"A": 0.0, "B": 0.0}
-    it = range(0, n, block_rows)
-    if progress:
-        from tqdm.auto import tqdm
-        it = tqdm(it, desc="rdx_large: assigning images", unit="block")
-    for r0 in it:
-        rows = torch.arange(r0, min(n, r0 + block_rows), device=dev)
-        (ra, da), (rb, db) = _landmark_ranks(Xa, sqa, rows, L), _landmark_ranks(Xb, sqb, rows, L)
-        dmax["A"], dmax["B"] = max(dmax["A"], da), max(dmax["B"], db)
-        back_a, back_b = RA_L[:, rows].T, RB_L[:, rows].T                    # rank of each image in the landmarks' lists
-        if sym: d = d_back = _delta(ra + back_a, rb + back_b, gamma, True)
-        else: d, d_back = _delta(ra, rb, gamma, False), _delta(back_a, back_b, gamma, False)
-        not_self = rows[:, None] != L[None, :]
-        abs_sum += float(d.abs()[not_self].sum()); abs_count += int(not_self.sum())
-        for key, sg in signs.items():
-            M = torch.exp(d * (sg * config.beta))
-            sums[key][r0:r0 + len(rows)] = (M @ onehot[key]).cpu()
-            S_new = M if sym else (M + torch.exp(d_back * (sg * config.beta))) * 0.5
-            S_new = (S_new * not_self).cpu().numpy()
-            dd_new = np.sqrt(S_new.sum(1))
-            labels[key][r0:r0 + len(rows)] = fits[key].kmeans.predict(fits[key].embed(S_new, dd_new))
+    fits, onehot = _landmark_fits(d_LL, signs, config, dev)                     # step 2: cluster the landmarks
+    labels, sums, mad, dmax = _assign_images(n, side_a, side_b, L, fits, onehot, signs, gamma, config, block_rows,
+                                             progress)                           # step 3: place every other image
     dirs = {}
     for key, Xe, Xo, nm, dm in (("10", B, A, (names[1], names[0]), (dmax["B"], dmax["A"])),
                                 ("01", A, B, (names[0], names[1]), (dmax["A"], dmax["B"]))):
-        lab = labels[key]
-        lab[L_np] = fits[key].labels                                         # landmarks keep their spectral label
-        size_L = np.bincount(fits[key].labels, minlength=K)
-        s_np = sums[key].numpy()
-        means_raw = np.array([s_np[lab == c, c].mean() / size_L[c] if (lab == c).any() and size_L[c] else 0.0
-                              for c in range(K)])
-        lab, means = _by_mean(lab, np.arange(K), means_raw)
+        lab, means = _landmark_labels(labels[key], sums[key], fits[key], L_np, config.n_spectral)
         dirs[key] = _finish_direction(key, lab, means, L_np, d_LL, signs[key], Xe, Xo, nm, dm, config)
     stab = _stability(dirs, _landmark_reruns(d_LL, L_np, config, dev), {"10": B, "01": A}, config) \
         if config.stability_runs else None
     dirs = {key: _with_quality(d, None if stab is None else stab[key], config, n) for key, d in dirs.items()}
     meta = {"device": str(dev), "approximation": "landmarks", "landmarks": L_np.tolist(), "precision": precision, "dmax": dmax,
             "seconds": {"total": time.perf_counter() - t0}, "aligned": False}
-    return RDXResult(config, names, ids, gamma, dirs, abs_sum / max(abs_count, 1), meta)
+    return RDXResult(config, names, ids, gamma, dirs, mad, meta)

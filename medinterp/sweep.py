@@ -40,6 +40,7 @@ def consecutive_pairs(layers) -> list[tuple[str, str]]:
     if len(layers) < 2: raise ValueError(f"a layer sweep needs at least two layers, got {layers}")
     return list(zip(layers[:-1], layers[1:]))
 
+# %% ../nbs/09_sweep.ipynb #9562d463
 def resolve_poolings(store: ActivationStore, layers, pooling="auto") -> dict[str, str]:
     """Pooling per layer. `pooling`: a name for all layers, a {layer: name} mapping, or "auto": the CLS token where it
     varies across images, else the mean of patch tokens (a ViT's CLS before the first block is the same learnt vector
@@ -65,6 +66,7 @@ def resolve_poolings(store: ActivationStore, layers, pooling="auto") -> dict[str
     if bad: raise ValueError(f"poolings {bad} are not in the store (it has {store.poolings})")
     return out
 
+# %% ../nbs/09_sweep.ipynb #a019ca43
 def usable_rows(store: ActivationStore, layers, pooling="cls") -> tuple[np.ndarray, list[dict]]:
     "Rows of `store` usable for all `layers` (valid and finite), and a record of every excluded row with its reason."
     ids = store.ids
@@ -88,6 +90,7 @@ def pair_dirname(i: int, a: str, b: str) -> str:
     "Folder name of pair `i` (a → b) inside a sweep."
     return f"{i:02d}__{_safe_name(a, 'layer')}__{_safe_name(b, 'layer')}"
 
+# %% ../nbs/09_sweep.ipynb #885f17eb
 def _choose_engine(engine: str, n: int, max_dense: int = 20_000) -> str:
     if engine not in ENGINES: raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
     if engine != "auto": return engine
@@ -95,11 +98,13 @@ def _choose_engine(engine: str, n: int, max_dense: int = 20_000) -> str:
     fits = have is None or estimate_memory(n) <= 0.6 * have
     return "dense" if fits and n <= max_dense else "landmarks"
 
+# %% ../nbs/09_sweep.ipynb #6fbabd3f
 def _store_identity(store: ActivationStore) -> str:
     m = comparable_manifest(store.manifest)
     m.pop("provenance", None)
     return fingerprint(m)
 
+# %% ../nbs/09_sweep.ipynb #5386a40d
 @dataclass(frozen=True)
 class Sweep:
     "An RDX layer sweep on disk: `pairs`, per-pair results, named concepts and enrichment tables."
@@ -151,24 +156,117 @@ class Sweep:
         "The enrichment table of one direction of `pair` (see `concepts.enrichment`)."
         return pd.read_csv(self.path / self._pair(pair)["dir"] / f"enrichment_{direction}.csv")
 
-    def summary(self) -> pd.DataFrame:
-        "One row per finished pair and direction: reported and flagged concepts, the first reported concept and its name, BSR, mean |Δ|."
-        rows = []
-        for i, (a, b) in enumerate(self.pairs):
-            if not self.done(i): continue
-            res = self.result(i)
-            for key in DIRECTIONS:
-                c, every = self.concepts(i, key), self.concepts(i, key, flagged=True)
-                top = c[0] if len(c) else None
-                rows.append({"pair": f"{a}→{b}", "direction": key, "explained": res[key].explained,
-                             "concepts": len(c), "flagged": len(every) - len(c), "top_strength": top.strength if top else np.nan,
-                             "top_name": top.name if top else "", "bsr_rank": res[key].bsr["rank"],
-                             "mean_abs_delta": res.mean_abs_delta, "engine": res.meta.get("engine", "dense")})
-        return pd.DataFrame(rows)
-
     def __repr__(self) -> str:
         done = sum(self.done(i) for i in range(len(self.pairs)))
         return f"Sweep({self.path}, {done}/{len(self.pairs)} pairs done, {len(self.rows)} images, mode={self.config.mode})"
+
+# %% ../nbs/09_sweep.ipynb #cda53edd
+@patch
+def summary(self: Sweep) -> pd.DataFrame:
+    "One row per finished pair and direction: reported and flagged concepts, the first reported concept and its name, BSR, mean |Δ|."
+    rows = []
+    for i, (a, b) in enumerate(self.pairs):
+        if not self.done(i): continue
+        res = self.result(i)
+        for key in DIRECTIONS:
+            c, every = self.concepts(i, key), self.concepts(i, key, flagged=True)
+            top = c[0] if len(c) else None
+            rows.append({"pair": f"{a}→{b}", "direction": key, "explained": res[key].explained,
+                         "concepts": len(c), "flagged": len(every) - len(c), "top_strength": top.strength if top else np.nan,
+                         "top_name": top.name if top else "", "bsr_rank": res[key].bsr["rank"],
+                         "mean_abs_delta": res.mean_abs_delta, "engine": res.meta.get("engine", "dense")})
+    return pd.DataFrame(rows)
+
+# %% ../nbs/09_sweep.ipynb #47e1b685
+def _complete_store(store) -> ActivationStore:
+    "The `ActivationStore` at `store` (or `store` itself), refused when its extraction did not finish."
+    store = store if isinstance(store, ActivationStore) else ActivationStore.open(store)
+    if not store.complete:
+        raise ValueError(f"the activation store at {store.path} is incomplete; finish extract(...) before a sweep")
+    return store
+
+def _sweep_layers(store: ActivationStore, layers) -> list[str]:
+    "The layers to sweep (default: all stored layers, in store order); unknown ones are refused."
+    layers = list(store.layers if layers is None else layers)
+    unknown = [l for l in layers if l not in store.layers]
+    if unknown: raise ValueError(f"layers {unknown} are not in the store; it holds {store.layers}")
+    return layers
+
+def _sweep_rows(store: ActivationStore, layers, pooling: dict, config: RDXConfig) -> tuple[np.ndarray, list[dict]]:
+    "`usable_rows`, refused when too few remain for the clusters of `config`."
+    rows, excluded = usable_rows(store, layers, pooling)
+    n = len(rows)
+    if n < max(3, 2 * config.n_spectral):
+        raise ValueError(f"only {n} usable images in {store.path} ({len(excluded)} excluded); RDX with "
+                         f"{config.n_spectral} clusters needs at least {2 * config.n_spectral}")
+    return rows, excluded
+
+# %% ../nbs/09_sweep.ipynb #a16ce4b0
+def _align_extra(extra: pd.DataFrame, ids: list[str]) -> pd.DataFrame:
+    if "id" not in extra.columns: raise ValueError("extra must have an `id` column to align it with the store rows")
+    e = extra.drop_duplicates("id").set_index("id")
+    missing = [i for i in ids if i not in e.index]
+    if missing: raise ValueError(f"extra has no row for {len(missing)} image(s), e.g. {missing[:3]}")
+    return e.loc[ids].reset_index()
+
+# %% ../nbs/09_sweep.ipynb #e189931e
+def _enrichment_inputs(store: ActivationStore, rows: np.ndarray, extra) -> tuple[list, pd.DataFrame, dict]:
+    """The ids of `rows` and their enrichment table (store metadata, labels and `extra`), without the columns that group
+    the images exactly as an earlier column does; those are returned as `merged`."""
+    index = store.index
+    ids = index["id"].to_numpy()[rows].tolist()
+    table = enrichment_table(index.iloc[rows].reset_index(drop=True), store.label_names,
+                             None if extra is None else _align_extra(extra, ids))
+    merged = same_grouping(table, [c for c in table.columns if c not in ("id", *store.label_names)])
+    table = table.drop(columns=list(merged))                  # recorded in sweep.json, not tested twice
+    return ids, table, merged
+
+# %% ../nbs/09_sweep.ipynb #5441dba8
+def _sweep_record(store: ActivationStore, layers, pooling: dict, chosen: str, landmarks: int, config: RDXConfig,
+                  rows: np.ndarray, excluded: list, merged: dict, pairs) -> dict:
+    "The content of `sweep.json`: what the sweep compares, how, the rows used and left out, and its pairs."
+    ident = _store_identity(store)
+    return {"format": SWEEP_FORMAT, "version": 1, "store": str(store.path), "store_identity": ident,
+            "layers": layers, "poolings": pooling, "engine": chosen, "landmarks": landmarks if chosen == "landmarks" else None,
+            "config": config.to_dict(), "rows": rows.tolist(), "excluded": excluded,
+            "label_names": list(store.label_names), "merged_columns": merged, "kinds": {c: k for c, k in store.kinds.items() if k in KINDS},
+            "pairs": [{"a": a, "b": b, "dir": pair_dirname(i, a, b)} for i, (a, b) in enumerate(pairs)],
+            "provenance": provenance()}
+
+# %% ../nbs/09_sweep.ipynb #887e4d22
+def _check_previous(old: Path, record: dict, overwrite: bool):
+    "Refuse a sweep folder whose `sweep.json` was made from another store, pooling, config or row set."
+    if old.is_file() and not overwrite:
+        prev = json.loads(old.read_text(encoding="utf-8"))
+        same = {k: prev.get(k) for k in ("store_identity", "poolings", "config", "rows")} == \
+               {k: record[k] for k in ("store_identity", "poolings", "config", "rows")}
+        if not same:
+            raise ValueError(f"{old.parent} holds a sweep made from a different store, pooling, config or row set; "
+                             "choose another out_dir or pass overwrite=True to replace it")
+
+# %% ../nbs/09_sweep.ipynb #b4434ea8
+def _pair_fingerprint(record: dict, a: str, b: str) -> str:
+    "The input fingerprint of pair a → b: store identity, layers, pooling, rows, engine and landmarks of the sweep."
+    return fingerprint({"store": record["store_identity"], "layers": [a, b], "pooling": [record["poolings"][a], record["poolings"][b]],
+                        "rows": record["rows"], "engine": record["engine"], "landmarks": record["landmarks"]})
+
+# %% ../nbs/09_sweep.ipynb #38bbcaae
+def _finished(folder: Path, config: RDXConfig, fp: str) -> bool:
+    if not (folder / "result.json").is_file(): return False
+    rec = json.loads((folder / "result.json").read_text(encoding="utf-8"))
+    return rec.get("input_fingerprint") == fp and RDXConfig.from_dict(rec["config"]) == config
+
+# %% ../nbs/09_sweep.ipynb #89935d89
+def _pair_result(store: ActivationStore, a: str, b: str, rows: np.ndarray, ids: list, config: RDXConfig, record: dict,
+                 device) -> RDXResult:
+    "RDX of pair a → b on the sweep's rows with the sweep's engine (recorded in `meta['engine']`)."
+    pooling, chosen = record["poolings"], record["engine"]
+    A = np.asarray(store.load(a, pooling[a])[rows], dtype=np.float64)
+    B = np.asarray(store.load(b, pooling[b])[rows], dtype=np.float64)
+    if chosen == "dense": res = rdx(A, B, config, layers=(a, b), ids=ids, device=device)
+    else: res = rdx_large(A, B, config, landmarks=record["landmarks"], layers=(a, b), ids=ids, device=device)
+    res.meta["engine"] = chosen
+    return res
 
 # %% ../nbs/09_sweep.ipynb #c4f9827a
 def _name_and_save(res: RDXResult, table: pd.DataFrame, folder: Path, kinds: dict):
@@ -178,6 +276,34 @@ def _name_and_save(res: RDXResult, table: pd.DataFrame, folder: Path, kinds: dic
         name_concepts(c, enr).save(folder / f"concepts_{key}", overwrite=True)
         enr.to_csv(folder / f"enrichment_{key}.csv", index=False)
 
+# %% ../nbs/09_sweep.ipynb #dcb48809
+def _save_pair(res: RDXResult, folder: Path, fp: str, table: pd.DataFrame, kinds: dict):
+    "Write a pair's result, named concepts and enrichment tables to `folder` through a hidden staging folder."
+    staging = folder.parent / f".{folder.name}.partial"          # the pair folder appears complete or not at all
+    if staging.exists(): shutil.rmtree(staging)
+    try:
+        save_result(res, staging, input_fingerprint=fp)
+        _name_and_save(res, table, staging, kinds)
+        if folder.exists(): shutil.rmtree(folder)
+        os.replace(staging, folder)
+    finally:
+        if staging.exists(): shutil.rmtree(staging, ignore_errors=True)
+
+# %% ../nbs/09_sweep.ipynb #5de5f340
+def _sweep_pair(sweep: Sweep, i: int, a: str, b: str, store: ActivationStore, rows: np.ndarray, ids: list,
+                table: pd.DataFrame, config: RDXConfig, device, overwrite: bool):
+    "Pair i (a → b) of `sweep`, skipped when its folder holds a finished result of the same config and inputs."
+    folder = sweep.path / pair_dirname(i, a, b)
+    fp = _pair_fingerprint(sweep.record, a, b)
+    if folder.exists() and not overwrite:
+        if _finished(folder, config, fp): return
+        if (folder / "result.json").is_file():
+            raise ValueError(f"{folder} holds a result made with a different config or input; "
+                             "pass overwrite=True to recompute it")
+    res = _pair_result(store, a, b, rows, ids, config, sweep.record, device)
+    _save_pair(res, folder, fp, table, sweep.record["kinds"])
+
+# %% ../nbs/09_sweep.ipynb #707ab304
 def rdx_sweep(store, layers=None, config: RDXConfig | None = None, out_dir=None, *, pooling="auto",
               extra: pd.DataFrame | None = None, engine: str = "auto", landmarks: int = 4000, device=None,
               overwrite: bool = False, progress: bool = True) -> Sweep:
@@ -186,45 +312,19 @@ def rdx_sweep(store, layers=None, config: RDXConfig | None = None, out_dir=None,
     `store`: an `ActivationStore` or its folder; `out_dir`: the sweep folder (default `<store>/../rdx`); `extra`:
     additional per-image columns for enrichment (e.g. `concepts.image_statistics(dataset)`), with an `id` column.
     Finished pairs with the same config and inputs are skipped; see above for engines."""
-    store = store if isinstance(store, ActivationStore) else ActivationStore.open(store)
-    if not store.complete:
-        raise ValueError(f"the activation store at {store.path} is incomplete; finish extract(...) before a sweep")
+    store = _complete_store(store)
     config = config or RDXConfig()
-    layers = list(store.layers if layers is None else layers)
-    unknown = [l for l in layers if l not in store.layers]
-    if unknown: raise ValueError(f"layers {unknown} are not in the store; it holds {store.layers}")
+    layers = _sweep_layers(store, layers)
     pairs = consecutive_pairs(layers)
     pooling = resolve_poolings(store, layers, pooling)
     out = Path(out_dir) if out_dir is not None else store.path.parent / "rdx"
-    rows, excluded = usable_rows(store, layers, pooling)
-    n = len(rows)
-    if n < max(3, 2 * config.n_spectral):
-        raise ValueError(f"only {n} usable images in {store.path} ({len(excluded)} excluded); RDX with "
-                         f"{config.n_spectral} clusters needs at least {2 * config.n_spectral}")
-    index = store.index
-    ids = index["id"].to_numpy()[rows].tolist()
-    table = enrichment_table(index.iloc[rows].reset_index(drop=True), store.label_names,
-                             None if extra is None else _align_extra(extra, ids))
-    merged = same_grouping(table, [c for c in table.columns if c not in ("id", *store.label_names)])
-    table = table.drop(columns=list(merged))                  # recorded in sweep.json, not tested twice
-    chosen = _choose_engine(engine, n)
-    ident = _store_identity(store)
-    record = {"format": SWEEP_FORMAT, "version": 1, "store": str(store.path), "store_identity": ident,
-              "layers": layers, "poolings": pooling, "engine": chosen, "landmarks": landmarks if chosen == "landmarks" else None,
-              "config": config.to_dict(), "rows": rows.tolist(), "excluded": excluded,
-              "label_names": list(store.label_names), "merged_columns": merged, "kinds": {c: k for c, k in store.kinds.items() if k in KINDS},
-              "pairs": [{"a": a, "b": b, "dir": pair_dirname(i, a, b)} for i, (a, b) in enumerate(pairs)],
-              "provenance": provenance()}
+    rows, excluded = _sweep_rows(store, layers, pooling, config)
+    ids, table, merged = _enrichment_inputs(store, rows, extra)
+    chosen = _choose_engine(engine, len(rows))
+    record = _sweep_record(store, layers, pooling, chosen, landmarks, config, rows, excluded, merged, pairs)
     out.mkdir(parents=True, exist_ok=True)
-    old = out / "sweep.json"
-    if old.is_file() and not overwrite:
-        prev = json.loads(old.read_text(encoding="utf-8"))
-        same = {k: prev.get(k) for k in ("store_identity", "poolings", "config", "rows")} == \
-               {k: record[k] for k in ("store_identity", "poolings", "config", "rows")}
-        if not same:
-            raise ValueError(f"{out} holds a sweep made from a different store, pooling, config or row set; "
-                             "choose another out_dir or pass overwrite=True to replace it")
-    write_json_atomic(old, record)
+    _check_previous(out / "sweep.json", record, overwrite)
+    write_json_atomic(out / "sweep.json", record)
     sweep = Sweep(out, record)
     bar = None
     if progress:
@@ -232,47 +332,12 @@ def rdx_sweep(store, layers=None, config: RDXConfig | None = None, out_dir=None,
         bar = tqdm(total=len(pairs), desc="RDX sweep", unit="pair")
     try:
         for i, (a, b) in enumerate(pairs):
-            folder = out / pair_dirname(i, a, b)
-            fp = fingerprint({"store": ident, "layers": [a, b], "pooling": [pooling[a], pooling[b]], "rows": record["rows"],
-                              "engine": chosen, "landmarks": record["landmarks"]})
             if bar is not None: bar.set_postfix_str(f"{a}→{b}")
-            if folder.exists() and not overwrite:
-                if _finished(folder, config, fp):
-                    if bar is not None: bar.update(1)
-                    continue
-                if (folder / "result.json").is_file():
-                    raise ValueError(f"{folder} holds a result made with a different config or input; "
-                                     "pass overwrite=True to recompute it")
-            A = np.asarray(store.load(a, pooling[a])[rows], dtype=np.float64)
-            B = np.asarray(store.load(b, pooling[b])[rows], dtype=np.float64)
-            if chosen == "dense": res = rdx(A, B, config, layers=(a, b), ids=ids, device=device)
-            else: res = rdx_large(A, B, config, landmarks=landmarks, layers=(a, b), ids=ids, device=device)
-            res.meta["engine"] = chosen
-            staging = out / f".{folder.name}.partial"                 # the pair folder appears complete or not at all
-            if staging.exists(): shutil.rmtree(staging)
-            try:
-                save_result(res, staging, input_fingerprint=fp)
-                _name_and_save(res, table, staging, record["kinds"])
-                if folder.exists(): shutil.rmtree(folder)
-                os.replace(staging, folder)
-            finally:
-                if staging.exists(): shutil.rmtree(staging, ignore_errors=True)
+            _sweep_pair(sweep, i, a, b, store, rows, ids, table, config, device, overwrite)
             if bar is not None: bar.update(1)
     finally:
         if bar is not None: bar.close()
     return write_readings(sweep)
-
-def _finished(folder: Path, config: RDXConfig, fp: str) -> bool:
-    if not (folder / "result.json").is_file(): return False
-    rec = json.loads((folder / "result.json").read_text(encoding="utf-8"))
-    return rec.get("input_fingerprint") == fp and RDXConfig.from_dict(rec["config"]) == config
-
-def _align_extra(extra: pd.DataFrame, ids: list[str]) -> pd.DataFrame:
-    if "id" not in extra.columns: raise ValueError("extra must have an `id` column to align it with the store rows")
-    e = extra.drop_duplicates("id").set_index("id")
-    missing = [i for i in ids if i not in e.index]
-    if missing: raise ValueError(f"extra has no row for {len(missing)} image(s), e.g. {missing[:3]}")
-    return e.loc[ids].reset_index()
 
 # %% ../nbs/09_sweep.ipynb #08dfa7a3
 KIND_PHRASES = {"acquisition": "acquisition", "hardware": "hardware", "anatomy": "anatomy", "finding": "findings",
@@ -282,6 +347,7 @@ ABSENT_VALUES = ("none", "no", "absent")     # a value naming an absence ("effus
 CONCEPT_FACTOR_COLUMNS = ("concept", "rank", "size", "stability", "kind", "column", "words", "label", "share_in", "share_all",
                   "lift", "q")
 
+# %% ../nbs/09_sweep.ipynb #afdb3d48
 def _with_words(enr: pd.DataFrame) -> pd.DataFrame:
     "Enrichment tables written before kinds existed: kind 'other', words = label."
     if "words" in enr.columns and "levels" in enr.columns: return enr
@@ -432,11 +498,13 @@ def transition_summaries(sweep: Sweep) -> list[dict]:
                 for key in DIRECTIONS]
     return out
 
+# %% ../nbs/09_sweep.ipynb #e40445f8
 def sweep_depth_profile(sweep: Sweep, direction: str = "10", *, measure: str = "purity") -> pd.DataFrame:
     "`depth_profile` over the finished pairs of `sweep` (columns 'a→b')."
     return depth_profile([(f"{a}→{b}", concept_factors(sweep.concepts(i, direction), sweep.enrichment(i, direction)))
                           for i, (a, b) in enumerate(sweep.pairs) if sweep.done(i)], measure=measure)
 
+# %% ../nbs/09_sweep.ipynb #d63f4570
 def write_readings(sweep: Sweep) -> Sweep:
     "Write `summaries.json` and `depth_profile.csv` (direction 10, purity) into the sweep folder, atomically."
     write_json_atomic(sweep.path / "summaries.json", {"format": "medinterp.transition_summaries", "version": 1,
@@ -445,12 +513,14 @@ def write_readings(sweep: Sweep) -> Sweep:
     write_bytes_atomic(sweep.path / "depth_profile.csv", csv)
     return sweep
 
+# %% ../nbs/09_sweep.ipynb #e5cacee1
 @patch
 def summaries(self: Sweep) -> list[dict]:
     "The saved transition summaries (computed when the sweep predates them)."
     f = self.path / "summaries.json"
     return json.loads(f.read_text(encoding="utf-8"))["summaries"] if f.is_file() else transition_summaries(self)
 
+# %% ../nbs/09_sweep.ipynb #f4668cc0
 @patch
 def depth_profile(self: Sweep) -> pd.DataFrame:
     "The saved depth profile (direction 10, purity), indexed by (kind, factor)."
