@@ -172,6 +172,8 @@ class PhantomViT(nn.Module):
         "Head logits `(B, T)`, one per target."
         return self.head(self.trunk(x))
 
+
+# %% ../nbs/04_phantom_vit.ipynb #2b39ae83
 SPATIAL_POS_SCALE = 3.0
 SPATIAL_QK_LOGIT_STD = 4.0
 
@@ -217,6 +219,8 @@ def auroc(y, score) -> float:
     r = rankdata(score)
     return float((r[y == 1].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
 
+
+# %% ../nbs/04_phantom_vit.ipynb #afbd961a
 METRIC_COLUMNS = ("n_val", "positives", "accuracy", "baseline_accuracy", "auroc")
 
 def target_metrics(y_val, p_val, y_train, targets) -> pd.DataFrame:
@@ -342,6 +346,8 @@ def random_zoom(x: torch.Tensor, amplitude: float, g: torch.Generator) -> torch.
     centre = (1 - side)[:, None] * _uniform((B, 2), g, x)              # (x, y); keeps the crop inside the image
     return _resampler(side, centre[:, 1], S) @ x @ _resampler(side, centre[:, 0], S).transpose(1, 2)
 
+
+# %% ../nbs/04_phantom_vit.ipynb #866f9a77
 def random_intensity(x: torch.Tensor, amplitude: float, g: torch.Generator) -> torch.Tensor:
     "A random gamma, contrast gain (about the image mean) and brightness bias per image of `(B, S, S)` (see above)."
     if amplitude <= 0: return x
@@ -602,6 +608,8 @@ def train_xray_vit(dataset: CXRDataset, out_dir, targets=None, config: PhantomVi
     check_targets(dataset, config)
     return _train(dataset, out_dir, config, progress, overwrite, "xray-vit")
 
+
+# %% ../nbs/04_phantom_vit.ipynb #aa6d71a1
 def load_xray_vit(path, device="cpu") -> Backbone:
     "An x-ray ViT checkpoint folder `path` as a `Backbone` keyed `xray-vit:<path>` (the loader of `load_phantom_vit`)."
     return _load_vit(path, device, "xray-vit")
