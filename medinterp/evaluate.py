@@ -15,6 +15,7 @@ from typing import Callable, Mapping, NamedTuple, Protocol, Sequence, runtime_ch
 
 import numpy as np
 import pandas as pd
+from fastcore.basics import patch
 
 from .concepts import Concepts, column_levels, enrichment_table
 from .core import _positive_int, derive_seed, dumps, make_rng
@@ -23,9 +24,9 @@ from .core import _positive_int, derive_seed, dumps, make_rng
 __all__ = ['RADIOLOGIST', 'BRIDGE_MEASURES', 'label_correlation', 'correlation_entropy', 'balanced_labels', 'CorrelationTable',
            'correlation_table', 'compare_tables', 'monosemanticity_score', 'NamingImages', 'naming_images', 'Name',
            'NamingContext', 'Namer', 'OfflineNamer', 'naming_prompt', 'judge_prompt', 'ModelAnswerError',
-           'parse_name_json', 'parse_judgement', 'TransformersNamer', 'Detection', 'detection_sets',
-           'detection_accuracy', 'random_derangement', 'name_latents', 'derangement_control', 'detection_table',
-           'concept_latents', 'latent_concepts']
+           'parse_name_json', 'parse_judgement', 'TransformersNamer', 'name_latents', 'Detection', 'detection_sets',
+           'detection_accuracy', 'random_derangement', 'derangement_control', 'detection_table', 'concept_latents',
+           'latent_concepts']
 
 # %% ../nbs/11_evaluate.ipynb #abb4c04b
 _CHUNK_BYTES = 1 << 26          # float64 working set per column chunk (64 MB)
@@ -39,6 +40,7 @@ def _feature_matrix(F, what: str = "F") -> tuple[np.ndarray, list[str] | None]:
     if a.dtype.kind not in "biuf": raise TypeError(f"{what} must be numeric, got dtype {a.dtype}")
     return a, names
 
+# %% ../nbs/11_evaluate.ipynb #0427efcb
 def _label_matrix(Y, n_rows: int | None = None, what: str = "Y") -> tuple[np.ndarray, list[str]]:
     "`Y` as a float64 N x C array (1/0/NaN or any numbers) and its label names (`label 0`, ... for arrays)."
     if isinstance(Y, pd.Series): Y = Y.to_frame()
@@ -59,6 +61,7 @@ def _label_matrix(Y, n_rows: int | None = None, what: str = "Y") -> tuple[np.nda
         raise ValueError(f"{what} has {len(a)} rows but the features have {n_rows}: they must be row-aligned")
     return a, names
 
+# %% ../nbs/11_evaluate.ipynb #73012132
 def _correlation(Fa: np.ndarray, Ya: np.ndarray, what: str = "F", chunk_bytes: int = _CHUNK_BYTES) -> np.ndarray:
     "Exact M x C Pearson correlations, each label over its known rows; constant columns and labels give 0."
     N, M = Fa.shape
@@ -94,6 +97,7 @@ def _correlation(Fa: np.ndarray, Ya: np.ndarray, what: str = "F", chunk_bytes: i
             out[s:e, cols] = np.clip(r, -1.0, 1.0)
     return out
 
+# %% ../nbs/11_evaluate.ipynb #bff34af9
 def label_correlation(F, Y):
     """M x C Pearson (point-biserial for 0/1 labels) correlation of every column of `F` (N x M) with every label of
     `Y` (N x C; NaN = unknown, left out for that label only). Constant columns or labels give 0. A DataFrame `Y` or
@@ -155,6 +159,7 @@ def _feature_names(names, fnames, M: int, prefix: str = "neuron") -> tuple[str, 
     if len(names) != M: raise ValueError(f"{len(names)} names for {M} features")
     return names
 
+# %% ../nbs/11_evaluate.ipynb #4d9128c6
 @dataclass(frozen=True, eq=False)
 class CorrelationTable:
     """MedSAE's per-label table (`table`: label, n_pos, n_neg, neuron, name, r, entropy) with the full correlation
@@ -194,6 +199,7 @@ class CorrelationTable:
     def _repr_html_(self) -> str:
         return f"<p>{repr(self).splitlines()[0]}</p>" + self.to_frame().to_html(index=False)
 
+# %% ../nbs/11_evaluate.ipynb #080a5069
 def correlation_table(F, Y, *, names=None, alive: float = 0.2, balanced: bool = False, max_per_class: int = 200,
                       seed: int = 0) -> CorrelationTable:
     """Per label, the best alive feature of `F` (N x M) for the labels `Y` (N x C, NaN = unknown): `argmax_j r_jc`
@@ -277,6 +283,7 @@ class NamingImages(NamedTuple):
         "Both groups, strongest first (decreasing activation)."
         return np.concatenate([self.strongest, self.weakest])
 
+# %% ../nbs/11_evaluate.ipynb #5b45f87d
 def naming_images(activations, *, strongest: int = 15, weakest: int = 15, threshold: float = 0.0,
                   keep: float = 2 / 3) -> NamingImages:
     """The images to name a latent by: of the rows where `activations` (N,) exceed `threshold`, the top `keep`
@@ -310,6 +317,29 @@ class Name:
         except (TypeError, ValueError) as e: raise ValueError(f"evidence must be JSON-able: {e}") from e
         object.__setattr__(self, "evidence", ev)
 
+# %% ../nbs/11_evaluate.ipynb #63d8af8c
+def _one_hot_attributes(labels, meta, n_images: int, numeric_bins: int, max_levels: int) -> tuple[np.ndarray, pd.DataFrame]:
+    "N x A 1/0/NaN matrix of the labels that vary and of every metadata value (one-hot), and its table (attribute, column, kind)."
+    cols, info = [], []
+    if labels is not None:
+        Ya, names = _label_matrix(labels, n_images, "labels")
+        for c, n in enumerate(names):
+            v = Ya[:, c]
+            if np.nanmax(v, initial=-np.inf) > np.nanmin(v, initial=np.inf):
+                cols.append(v); info.append((n, n, "label"))
+    if meta is not None:
+        for c in meta.columns:
+            kind, known, codes, _, levels = column_levels(meta[c], str(c), numeric_bins, max_levels)
+            for k, lab in enumerate(levels):
+                v = np.where(known, (codes == k).astype(np.float64), np.nan)
+                if np.nanmax(v, initial=0) == 1 and np.nanmin(v, initial=1) == 0:
+                    cols.append(v); info.append((lab, str(c), kind))
+    A = np.stack(cols, axis=1) if cols else np.empty((n_images, 0))
+    df = pd.DataFrame(info, columns=["attribute", "column", "kind"])
+    df = df.drop_duplicates("attribute")
+    return A[:, df.index.to_numpy()], df.reset_index(drop=True)
+
+# %% ../nbs/11_evaluate.ipynb #44710bbb
 @dataclass(frozen=True, eq=False)
 class NamingContext:
     """What namers may look at: `activations` (N x M), row-aligned `labels` (1/0/NaN) and `meta` tables, and
@@ -335,17 +365,6 @@ class NamingContext:
         if self.labels is not None: _label_matrix(self.labels, len(a), "labels")
         if self.images is not None and not callable(self.images): raise TypeError("images must be a callable i -> image")
 
-    @classmethod
-    def from_dataset(cls, activations, dataset, *, drop=(), **kwargs) -> NamingContext:
-        """A context from a `CXRDataset` or `ActivationStore` row-aligned with `activations`: its labels, the metadata
-        `enrichment_table` keeps (minus `drop`), and its `image` loader when it has one."""
-        label_names = list(getattr(dataset, "label_names", ()))
-        table = enrichment_table(dataset, drop=drop)
-        meta = table.drop(columns=[c for c in ["id", *label_names] if c in table.columns])
-        labels = dataset.labels[label_names] if label_names else None
-        loader = getattr(dataset, "image", None)
-        return cls(activations, labels, meta, loader if callable(loader) else None, **kwargs)
-
     @property
     def n_images(self) -> int: return int(self.activations.shape[0])
     @property
@@ -359,46 +378,47 @@ class NamingContext:
 
     @cached_property
     def _attributes(self) -> tuple[np.ndarray, pd.DataFrame]:
-        cols, info = [], []
-        if self.labels is not None:
-            Ya, names = _label_matrix(self.labels, self.n_images, "labels")
-            for c, n in enumerate(names):
-                v = Ya[:, c]
-                if np.nanmax(v, initial=-np.inf) > np.nanmin(v, initial=np.inf):
-                    cols.append(v); info.append((n, n, "label"))
-        if self.meta is not None:
-            for c in self.meta.columns:
-                kind, known, codes, _, labels = column_levels(self.meta[c], str(c), self.numeric_bins, self.max_levels)
-                for k, lab in enumerate(labels):
-                    v = np.where(known, (codes == k).astype(np.float64), np.nan)
-                    if np.nanmax(v, initial=0) == 1 and np.nanmin(v, initial=1) == 0:
-                        cols.append(v); info.append((lab, str(c), kind))
-        A = np.stack(cols, axis=1) if cols else np.empty((self.n_images, 0))
-        df = pd.DataFrame(info, columns=["attribute", "column", "kind"])
-        df = df.drop_duplicates("attribute")
-        return A[:, df.index.to_numpy()], df.reset_index(drop=True)
-
-    @property
-    def attributes(self) -> pd.DataFrame:
-        "N x A table of 1/0/NaN attributes: every label, and every metadata value as `column=value` (numerics binned)."
-        A, info = self._attributes
-        return pd.DataFrame(A, columns=info["attribute"].tolist())
-    @property
-    def attribute_info(self) -> pd.DataFrame:
-        "One row per attribute: its name, the source column, and its kind (label, categorical, numeric, ...)."
-        return self._attributes[1].copy()
+        return _one_hot_attributes(self.labels, self.meta, self.n_images, self.numeric_bins, self.max_levels)
     @cached_property
     def attribute_r(self) -> np.ndarray:
         "M x A correlations of every latent with every attribute (computed once)."
         return _correlation(self.activations, self._attributes[0], "activations")
 
-    def attribute_values(self, attribute: str, rows) -> np.ndarray:
-        "Values (1/0/NaN) of `attribute` on `rows`; an unknown attribute raises `KeyError` listing a few."
-        A, info = self._attributes
-        hit = np.flatnonzero(info["attribute"].to_numpy() == attribute)
-        if not hit.size: raise KeyError(f"no attribute {attribute!r} in this context; e.g. {info['attribute'].tolist()[:10]}")
-        return A[np.asarray(rows, dtype=np.int64), hit[0]]
+# %% ../nbs/11_evaluate.ipynb #cb6b9fe1
+@patch(cls_method=True)
+def from_dataset(cls: NamingContext, activations, dataset, *, drop=(), **kwargs) -> NamingContext:
+    """A context from a `CXRDataset` or `ActivationStore` row-aligned with `activations`: its labels, the metadata
+    `enrichment_table` keeps (minus `drop`), and its `image` loader when it has one."""
+    label_names = list(getattr(dataset, "label_names", ()))
+    table = enrichment_table(dataset, drop=drop)
+    meta = table.drop(columns=[c for c in ["id", *label_names] if c in table.columns])
+    labels = dataset.labels[label_names] if label_names else None
+    loader = getattr(dataset, "image", None)
+    return cls(activations, labels, meta, loader if callable(loader) else None, **kwargs)
 
+# %% ../nbs/11_evaluate.ipynb #da82b28e
+@patch(as_prop=True)
+def attributes(self: NamingContext) -> pd.DataFrame:
+    "N x A table of 1/0/NaN attributes: every label, and every metadata value as `column=value` (numerics binned)."
+    A, info = self._attributes
+    return pd.DataFrame(A, columns=info["attribute"].tolist())
+
+# %% ../nbs/11_evaluate.ipynb #2a41ad35
+@patch(as_prop=True)
+def attribute_info(self: NamingContext) -> pd.DataFrame:
+    "One row per attribute: its name, the source column, and its kind (label, categorical, numeric, ...)."
+    return self._attributes[1].copy()
+
+# %% ../nbs/11_evaluate.ipynb #f0e46320
+@patch
+def attribute_values(self: NamingContext, attribute: str, rows) -> np.ndarray:
+    "Values (1/0/NaN) of `attribute` on `rows`; an unknown attribute raises `KeyError` listing a few."
+    A, info = self._attributes
+    hit = np.flatnonzero(info["attribute"].to_numpy() == attribute)
+    if not hit.size: raise KeyError(f"no attribute {attribute!r} in this context; e.g. {info['attribute'].tolist()[:10]}")
+    return A[np.asarray(rows, dtype=np.int64), hit[0]]
+
+# %% ../nbs/11_evaluate.ipynb #de5ba47d
 @runtime_checkable
 class Namer(Protocol):
     "Names latents from their naming images, and judges whether images show a named concept."
@@ -465,15 +485,18 @@ def naming_prompt(n_images: int, *, n_strongest: int | None = None, hint: str | 
             "acquisition property such as view, exposure or a text marker)? Answer with strict JSON only, no other "
             'text: {"concept": "<2 to 6 words>", "description": "<one sentence on what is visible>"}')
 
+# %% ../nbs/11_evaluate.ipynb #e2726400
 def judge_prompt(name: Name) -> str:
     "The user prompt that asks whether one image shows the concept `name`."
     desc = f" ({name.description.strip()})" if name.description.strip() else ""
     return (f'Does this chest radiograph show the following concept: "{name.concept.strip()}"{desc}? '
             'Answer with strict JSON only, no other text: {"present": true} or {"present": false}')
 
+# %% ../nbs/11_evaluate.ipynb #b4726c15
 class ModelAnswerError(ValueError):
     "A model's answer could not be read in the requested format."
 
+# %% ../nbs/11_evaluate.ipynb #814f89ec
 def _json_objects(text: str):
     "Every JSON object embedded in `text`, in order (code fences and surrounding prose ignored)."
     dec, i = json.JSONDecoder(), 0
@@ -491,6 +514,7 @@ def _excerpt(text: str, n: int = 200) -> str:
     t = " ".join(str(text).split())
     return t if len(t) <= n else t[:n] + " ..."
 
+# %% ../nbs/11_evaluate.ipynb #7b7208d6
 def parse_name_json(text: str) -> dict[str, str]:
     """`{"concept", "description"}` from a model's answer: the first JSON object holding a non-empty string `concept`
     (fenced ```json blocks and surrounding text are fine); otherwise `ModelAnswerError` quoting the answer."""
@@ -506,6 +530,7 @@ def parse_name_json(text: str) -> dict[str, str]:
     raise ModelAnswerError(f'the model\'s answer {what}; expected {{"concept": ..., "description": ...}}; '
                            f"got: {_excerpt(text)!r}")
 
+# %% ../nbs/11_evaluate.ipynb #a1305afa
 _YES, _NO = {"true", "yes", "1", "present"}, {"false", "no", "0", "absent", "not present"}
 
 def parse_judgement(text: str) -> int:
@@ -522,8 +547,6 @@ def parse_judgement(text: str) -> int:
     raise ModelAnswerError(f'cannot read a yes/no judgement; expected {{"present": true|false}}, got: {_excerpt(text)!r}')
 
 # %% ../nbs/11_evaluate.ipynb #0e935370
-_WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.safetensors.index.json", "*.bin.index.json")
-
 def _to_pil(img):
     "A gray image (float [0, 1] or uint8) as an RGB `PIL.Image` (what chat templates of image-text models expect)."
     from PIL import Image
@@ -532,6 +555,22 @@ def _to_pil(img):
     if a.dtype != np.uint8: a = np.clip(np.rint(np.asarray(a, dtype=np.float64) * 255), 0, 255).astype(np.uint8)
     return Image.fromarray(a, mode="L").convert("RGB")
 
+# %% ../nbs/11_evaluate.ipynb #97f65b0d
+_WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.safetensors.index.json", "*.bin.index.json")
+
+def _model_folder(model_path) -> Path:
+    "`model_path` as a local transformers model folder (config.json and weights); `FileNotFoundError` saying what is missing."
+    p = Path(model_path).expanduser()
+    how = ("download it once where the network is available (e.g. `huggingface-cli download google/medgemma-4b-it "
+           f"--local-dir {p}`), or pass allow_download=True")
+    if not p.is_dir(): raise FileNotFoundError(f"TransformersNamer: no model folder at {p}; {how}")
+    if not (p / "config.json").is_file():
+        raise FileNotFoundError(f"TransformersNamer: {p} has no config.json, so it is not a transformers model folder; {how}")
+    if not any(any(p.glob(g)) for g in _WEIGHT_PATTERNS):
+        raise FileNotFoundError(f"TransformersNamer: {p} holds no weights (*.safetensors or *.bin); {how}")
+    return p
+
+# %% ../nbs/11_evaluate.ipynb #18e7ecfd
 class TransformersNamer:
     """Names and judges latents with a local image-text-to-text model through `transformers` (e.g. MedGemma 4B).
 
@@ -543,16 +582,7 @@ class TransformersNamer:
         self.model_path, self.allow_download = model_path, bool(allow_download)
         self.device, self.dtype, self.max_new_tokens = device, dtype, int(max_new_tokens)
         self.hint, self.system_prompt = hint, system_prompt
-        if not self.allow_download:
-            p = Path(model_path).expanduser()
-            how = ("download it once where the network is available (e.g. `huggingface-cli download google/medgemma-4b-it "
-                   f"--local-dir {p}`), or pass allow_download=True")
-            if not p.is_dir(): raise FileNotFoundError(f"TransformersNamer: no model folder at {p}; {how}")
-            if not (p / "config.json").is_file():
-                raise FileNotFoundError(f"TransformersNamer: {p} has no config.json, so it is not a transformers model folder; {how}")
-            if not any(any(p.glob(g)) for g in _WEIGHT_PATTERNS):
-                raise FileNotFoundError(f"TransformersNamer: {p} holds no weights (*.safetensors or *.bin); {how}")
-            self.model_path = p
+        if not self.allow_download: self.model_path = _model_folder(model_path)
         try:
             import transformers  # noqa: F401
         except ImportError as e:
@@ -573,22 +603,6 @@ class TransformersNamer:
         self._model = AutoModelForImageTextToText.from_pretrained(str(self.model_path), local_files_only=local,
                                                                   torch_dtype=self._torch_dtype).to(self._device).eval()
 
-    def generate(self, images: Sequence, prompt: str) -> str:
-        "The model's answer to `prompt` about `images` (gray arrays), greedy decoding."
-        import torch
-        self._load()
-        content = [{"type": "image", "image": _to_pil(im)} for im in images] + [{"type": "text", "text": prompt}]
-        messages = [{"role": "system", "content": [{"type": "text", "text": self.system_prompt}]},
-                    {"role": "user", "content": content}]
-        inputs = self._processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
-                                                     return_dict=True, return_tensors="pt")
-        inputs = inputs.to(self._device)
-        if "pixel_values" in inputs: inputs["pixel_values"] = inputs["pixel_values"].to(self._torch_dtype)
-        n = inputs["input_ids"].shape[-1]
-        with torch.inference_mode():
-            out = self._model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False)
-        return self._processor.decode(out[0][n:], skip_special_tokens=True)
-
     def name(self, latent: int, images: Sequence[int], context: NamingContext) -> Name:
         rows = [int(i) for i in images]
         if not rows: raise ValueError(f"latent {latent}: no naming images (it never fires)")
@@ -605,6 +619,32 @@ class TransformersNamer:
 
     def __repr__(self) -> str:
         return f"TransformersNamer({str(self.model_path)!r}, loaded={self._model is not None})"
+
+# %% ../nbs/11_evaluate.ipynb #4848af4c
+@patch
+def generate(self: TransformersNamer, images: Sequence, prompt: str) -> str:
+    "The model's answer to `prompt` about `images` (gray arrays), greedy decoding."
+    import torch
+    self._load()
+    content = [{"type": "image", "image": _to_pil(im)} for im in images] + [{"type": "text", "text": prompt}]
+    messages = [{"role": "system", "content": [{"type": "text", "text": self.system_prompt}]},
+                {"role": "user", "content": content}]
+    inputs = self._processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
+                                                 return_dict=True, return_tensors="pt")
+    inputs = inputs.to(self._device)
+    if "pixel_values" in inputs: inputs["pixel_values"] = inputs["pixel_values"].to(self._torch_dtype)
+    n = inputs["input_ids"].shape[-1]
+    with torch.inference_mode():
+        out = self._model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False)
+    return self._processor.decode(out[0][n:], skip_special_tokens=True)
+
+# %% ../nbs/11_evaluate.ipynb #ddf97f52
+def name_latents(namer: Namer, latents, context: NamingContext, *, strongest: int = 15, weakest: int = 15,
+                 threshold: float = 0.0) -> dict[int, Name]:
+    "`{latent: namer.name(latent, naming_images(...).rows, context)}` for each of `latents`."
+    A = context.activations
+    return {int(j): namer.name(int(j), naming_images(np.asarray(A[:, int(j)]), strongest=strongest, weakest=weakest,
+                                                     threshold=threshold).rows, context) for j in latents}
 
 # %% ../nbs/11_evaluate.ipynb #a7f99228
 @dataclass(frozen=True, eq=False)
@@ -624,6 +664,7 @@ class Detection:
     def __repr__(self) -> str:
         return f"Detection(accuracy {self.accuracy:.3f} on {self.n} images: TP {self.tp}, TN {self.tn}, FP {self.fp}, FN {self.fn})"
 
+# %% ../nbs/11_evaluate.ipynb #eb3c7ff1
 def detection_sets(activations, *, n: int = 30, threshold: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     "`(fires, nonfires)` of one latent: its `n` top-activating rows (decreasing) and every row at or below `threshold`."
     a = np.asarray(activations, dtype=np.float64)
@@ -632,6 +673,7 @@ def detection_sets(activations, *, n: int = 30, threshold: float = 0.0) -> tuple
     fires = fire[np.lexsort((fire, -a[fire]))][:n]
     return fires.astype(np.int64), np.flatnonzero(~(a > threshold)).astype(np.int64)
 
+# %% ../nbs/11_evaluate.ipynb #62c65df9
 def detection_accuracy(namer: Namer, name: Name, fires, nonfires, context: NamingContext, *, n: int = 30,
                        seed: int = 0) -> Detection:
     """Accuracy of `namer.judge` at telling `fires[:m]` (the latent's top images) from `m` of `nonfires` (a seeded
@@ -657,6 +699,7 @@ def detection_accuracy(namer: Namer, name: Name, fires, nonfires, context: Namin
     fp, fn = int(((marks == 1) & (truth == 0)).sum()), int(((marks == 0) & (truth == 1)).sum())
     return Detection((tp + tn) / len(rows), tp, tn, fp, fn, rows, truth, marks)
 
+# %% ../nbs/11_evaluate.ipynb #e202a5aa
 def random_derangement(k: int, seed: int = 0) -> np.ndarray:
     "A seeded random permutation of `range(k)` with no fixed point (k >= 2), by rejection (about e draws)."
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 2:
@@ -666,13 +709,7 @@ def random_derangement(k: int, seed: int = 0) -> np.ndarray:
         p = g.permutation(int(k))
         if (p != np.arange(k)).all(): return p
 
-def name_latents(namer: Namer, latents, context: NamingContext, *, strongest: int = 15, weakest: int = 15,
-                 threshold: float = 0.0) -> dict[int, Name]:
-    "`{latent: namer.name(latent, naming_images(...).rows, context)}` for each of `latents`."
-    A = context.activations
-    return {int(j): namer.name(int(j), naming_images(np.asarray(A[:, int(j)]), strongest=strongest, weakest=weakest,
-                                                     threshold=threshold).rows, context) for j in latents}
-
+# %% ../nbs/11_evaluate.ipynb #f01fa4c5
 def _detect(namer, name, latent, context, n, seed, threshold) -> Detection:
     fires, nonfires = detection_sets(np.asarray(context.activations[:, latent]), n=n, threshold=threshold)
     return detection_accuracy(namer, name, fires, nonfires, context, n=n, seed=derive_seed(seed, "detection", int(latent)))
@@ -690,6 +727,7 @@ def derangement_control(namer: Namer, names: Mapping[int, Name], context: Naming
         rows.append({"latent": j, "name_from": src, "concept": names[src].concept, "accuracy": d.accuracy})
     return pd.DataFrame(rows, columns=["latent", "name_from", "concept", "accuracy"])
 
+# %% ../nbs/11_evaluate.ipynb #6f3e812a
 def detection_table(namer: Namer, names: Mapping[int, Name], context: NamingContext, *, n: int = 30, seed: int = 0,
                     threshold: float = 0.0, control: bool = True) -> pd.DataFrame:
     """One row per named latent: its concept, detection accuracy (with TP/TN/FP/FN and the number of images) and, with
@@ -825,6 +863,7 @@ def _best(auroc: np.ndarray, jaccard: np.ndarray, index: np.ndarray, top: int) -
     "Positions of the `top` best: auroc, then jaccard, descending; then `index` ascending."
     return np.lexsort((index, -jaccard, -auroc))[:top]
 
+# %% ../nbs/11_evaluate.ipynb #20f730ae
 def concept_latents(concepts: Concepts, codes, *, ids=None, top: int = 5, min_fires: int = 1) -> pd.DataFrame:
     """For every concept of `concepts`, the `top` latents of `codes` (N x m SAE codes, row-aligned with `concepts.ids`,
     or with their own `ids` to align by id) whose firing best matches its members: one row per (concept, latent) with

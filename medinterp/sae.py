@@ -39,6 +39,7 @@ class PlantedDictionary:
     support: np.ndarray
     coefficients: np.ndarray
 
+# %% ../nbs/10_sae.ipynb #a39b8080
 def planted_dictionary(n: int, d: int = 64, n_atoms: int = 256, active: int = 4, *, seed: int = 0,
                        coef_range=(0.5, 1.5), noise: float = 0.0) -> PlantedDictionary:
     """`n` rows, each a positive combination of `active` distinct atoms out of `n_atoms` random unit vectors in R^d
@@ -54,6 +55,7 @@ def planted_dictionary(n: int, d: int = 64, n_atoms: int = 256, active: int = 4,
     return PlantedDictionary(X.astype(np.float32), atoms.astype(np.float32), support.astype(np.int64),
                              coefs.astype(np.float32))
 
+# %% ../nbs/10_sae.ipynb #144eb7ad
 def atom_recovery(directions, atoms) -> np.ndarray:
     "For each row of `atoms`, the largest cosine similarity with any row of `directions` (e.g. `sae.W_dec`)."
     if isinstance(directions, torch.Tensor): directions = directions.detach().cpu().numpy()
@@ -84,21 +86,6 @@ class Standardizer:
     @property
     def d(self) -> int: return int(self.mean.size)
 
-    @classmethod
-    def fit(cls, X, rows=None, chunk: int = 65536) -> Standardizer:
-        "Fit on the rows `rows` of `X` (all rows by default) in float64, `chunk` rows at a time."
-        rows = np.arange(len(X)) if rows is None else np.asarray(rows)
-        if len(rows) == 0: raise ValueError("cannot fit a Standardizer on zero rows")
-        d = X.shape[1]
-        total = np.zeros(d)
-        for i in range(0, len(rows), chunk): total += np.asarray(X[rows[i:i + chunk]], dtype=np.float64).sum(0)
-        mean = total / len(rows)
-        ss = 0.0
-        for i in range(0, len(rows), chunk):
-            ss += float(((np.asarray(X[rows[i:i + chunk]], dtype=np.float64) - mean) ** 2).sum())
-        if not ss > 0: raise ValueError("all training rows are identical: there is nothing to standardise or encode")
-        return cls(mean, math.sqrt(d * len(rows) / ss))
-
     def _check(self, x):
         if x.ndim == 0 or x.shape[-1] != self.d:
             raise ValueError(f"expected vectors of length {self.d}, got shape {tuple(x.shape)}")
@@ -117,16 +104,6 @@ class Standardizer:
         z = np.asarray(z)
         return (z.astype(np.float64) / self.scale + self.mean).astype(np.result_type(z.dtype, np.float32), copy=False)
 
-    def arrays(self) -> dict[str, torch.Tensor]:
-        "The transform as float64 tensors, as the SAE checkpoint stores it."
-        return {"standardizer.mean": torch.from_numpy(self.mean.copy()),
-                "standardizer.scale": torch.tensor([self.scale], dtype=torch.float64)}
-
-    @classmethod
-    def from_arrays(cls, arrays: dict) -> Standardizer:
-        "Rebuild from `arrays()`."
-        return cls(arrays["standardizer.mean"].double().numpy(), float(arrays["standardizer.scale"].double()[0]))
-
     def __eq__(self, other):
         if not isinstance(other, Standardizer): return NotImplemented
         return self.scale == other.scale and np.array_equal(self.mean, other.mean)
@@ -134,12 +111,90 @@ class Standardizer:
 
     def __repr__(self) -> str: return f"Standardizer(d={self.d}, scale={self.scale:.6g})"
 
+# %% ../nbs/10_sae.ipynb #fef08fbf
+@patch(cls_method=True)
+def fit(cls: Standardizer, X, rows=None, chunk: int = 65536) -> Standardizer:
+    "Fit on the rows `rows` of `X` (all rows by default) in float64, `chunk` rows at a time."
+    rows = np.arange(len(X)) if rows is None else np.asarray(rows)
+    if len(rows) == 0: raise ValueError("cannot fit a Standardizer on zero rows")
+    d = X.shape[1]
+    total = np.zeros(d)
+    for i in range(0, len(rows), chunk): total += np.asarray(X[rows[i:i + chunk]], dtype=np.float64).sum(0)
+    mean = total / len(rows)
+    ss = 0.0
+    for i in range(0, len(rows), chunk):
+        ss += float(((np.asarray(X[rows[i:i + chunk]], dtype=np.float64) - mean) ** 2).sum())
+    if not ss > 0: raise ValueError("all training rows are identical: there is nothing to standardise or encode")
+    return cls(mean, math.sqrt(d * len(rows) / ss))
+
+# %% ../nbs/10_sae.ipynb #5e767f46
+@patch
+def arrays(self: Standardizer) -> dict[str, torch.Tensor]:
+    "The transform as float64 tensors, as the SAE checkpoint stores it."
+    return {"standardizer.mean": torch.from_numpy(self.mean.copy()),
+            "standardizer.scale": torch.tensor([self.scale], dtype=torch.float64)}
+
+# %% ../nbs/10_sae.ipynb #dd934cb8
+@patch(cls_method=True)
+def from_arrays(cls: Standardizer, arrays: dict) -> Standardizer:
+    "Rebuild from `arrays()`."
+    return cls(arrays["standardizer.mean"].double().numpy(), float(arrays["standardizer.scale"].double()[0]))
+
 # %% ../nbs/10_sae.ipynb #ea778042
 ARCHITECTURES = ("relu", "topk", "batchtopk", "matryoshka")
 MATRYOSHKA_FRACTIONS = (1 / 32, 1 / 8, 1 / 2)   # default Matryoshka prefixes as fractions of m (m itself is last)
 KERNELS = ("auto", "dense", "sparse")
 SPARSE_MIN_SIZE = 1 << 20        # kernels="auto" uses the sparse products on CPU from this many decoder weights (m x d)
 
+# %% ../nbs/10_sae.ipynb #9c38c45a
+def _check_config_sizes(config: SAEConfig):
+    "The integer and number fields in their ranges, and at least one of `epochs` and `max_steps`."
+    for name, lo, hi in (("expansion", 1, 1024), ("k", 1, 1 << 24), ("batch_size", 1, 1 << 24),
+                         ("dead_window", 1, 1 << 40)):
+        v = getattr(config, name)
+        if not _is_int(v) or not lo <= v <= hi: raise ValueError(f"{name} must be an integer in [{lo}, {hi}], got {v!r}")
+    for name in ("epochs", "max_steps"):
+        v = getattr(config, name)
+        if v is not None and (not _is_int(v) or v < 1): raise ValueError(f"{name} must be a positive integer or None, got {v!r}")
+    if config.epochs is None and config.max_steps is None: raise ValueError("set epochs, max_steps or both (both are None)")
+    for name, lo, hi in (("l1", 0.0, 1e6), ("lr_decay", 0.0, 1.0), ("val_fraction", 0.0, 0.9),
+                         ("aux_alpha", 0.0, 1e3), ("threshold_momentum", 0.0, 0.999999)):
+        v = getattr(config, name)
+        if not _is_num(v) or not math.isfinite(v) or not lo <= v <= hi:
+            raise ValueError(f"{name} must be a number in [{lo}, {hi}], got {v!r}")
+
+def _check_config_options(config: SAEConfig):
+    "`lr`, `resample_dead`, `seed`, `device`, `precision` and `kernels`, alone and together."
+    if config.lr is not None and (not _is_num(config.lr) or not 0 < config.lr <= 1):
+        raise ValueError(f"lr must be None (the architecture's default) or a number in (0, 1], got {config.lr!r}")
+    if not isinstance(config.resample_dead, (bool, np.bool_)):
+        raise ValueError(f"resample_dead must be True or False, got {config.resample_dead!r}")
+    if config.resample_dead and config.architecture != "relu": raise ValueError(
+        "resample_dead applies to architecture='relu' (the TopK variants revive dead latents with the AuxK loss)")
+    make_rng_seed(config.seed)
+    if not isinstance(config.device, str) or not config.device:
+        raise ValueError(f"device must be a string such as 'auto', 'cpu' or 'cuda', got {config.device!r}")
+    if config.precision not in PRECISIONS: raise ValueError(f"precision must be one of {PRECISIONS}, got {config.precision!r}")
+    if config.kernels not in KERNELS: raise ValueError(f"kernels must be one of {KERNELS}, got {config.kernels!r}")
+    if config.kernels == "sparse" and config.precision != "float32":
+        raise ValueError("kernels='sparse' runs in float32; use kernels='dense' (or 'auto') with precision "
+                         f"{config.precision!r}")
+
+# %% ../nbs/10_sae.ipynb #06b4b05d
+def _check_config_groups(config: SAEConfig):
+    "Matryoshka's `groups`: strictly increasing positive prefix sizes, stored as a tuple."
+    g = config.groups
+    if config.architecture != "matryoshka":
+        raise ValueError(f"groups (nested prefix sizes) applies to architecture='matryoshka', not "
+                         f"{config.architecture!r}; leave it None")
+    if not isinstance(g, (tuple, list)) or not g or not all(_is_int(v) and v >= 1 for v in g):
+        raise ValueError(f"groups must be None or a non-empty sequence of positive integers (prefix sizes in "
+                         f"latents, e.g. (64, 256, 1024)), got {g!r}")
+    if any(b <= a for a, b in zip(g, g[1:])):
+        raise ValueError(f"groups must be strictly increasing prefix sizes, got {tuple(g)}")
+    object.__setattr__(config, "groups", tuple(int(v) for v in g))
+
+# %% ../nbs/10_sae.ipynb #20486920
 @dataclass(frozen=True)
 class SAEConfig(Config):
     """How an SAE is built and trained (see the table above)."""
@@ -166,44 +221,9 @@ class SAEConfig(Config):
     def validate(self):
         if self.architecture not in ARCHITECTURES:
             raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
-        for name, lo, hi in (("expansion", 1, 1024), ("k", 1, 1 << 24), ("batch_size", 1, 1 << 24),
-                             ("dead_window", 1, 1 << 40)):
-            v = getattr(self, name)
-            if not _is_int(v) or not lo <= v <= hi: raise ValueError(f"{name} must be an integer in [{lo}, {hi}], got {v!r}")
-        for name in ("epochs", "max_steps"):
-            v = getattr(self, name)
-            if v is not None and (not _is_int(v) or v < 1): raise ValueError(f"{name} must be a positive integer or None, got {v!r}")
-        if self.epochs is None and self.max_steps is None: raise ValueError("set epochs, max_steps or both (both are None)")
-        for name, lo, hi in (("l1", 0.0, 1e6), ("lr_decay", 0.0, 1.0), ("val_fraction", 0.0, 0.9),
-                             ("aux_alpha", 0.0, 1e3), ("threshold_momentum", 0.0, 0.999999)):
-            v = getattr(self, name)
-            if not _is_num(v) or not math.isfinite(v) or not lo <= v <= hi:
-                raise ValueError(f"{name} must be a number in [{lo}, {hi}], got {v!r}")
-        if self.lr is not None and (not _is_num(self.lr) or not 0 < self.lr <= 1):
-            raise ValueError(f"lr must be None (the architecture's default) or a number in (0, 1], got {self.lr!r}")
-        if not isinstance(self.resample_dead, (bool, np.bool_)):
-            raise ValueError(f"resample_dead must be True or False, got {self.resample_dead!r}")
-        if self.resample_dead and self.architecture != "relu": raise ValueError(
-            "resample_dead applies to architecture='relu' (the TopK variants revive dead latents with the AuxK loss)")
-        make_rng_seed(self.seed)
-        if not isinstance(self.device, str) or not self.device:
-            raise ValueError(f"device must be a string such as 'auto', 'cpu' or 'cuda', got {self.device!r}")
-        if self.precision not in PRECISIONS: raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
-        if self.kernels not in KERNELS: raise ValueError(f"kernels must be one of {KERNELS}, got {self.kernels!r}")
-        if self.kernels == "sparse" and self.precision != "float32":
-            raise ValueError("kernels='sparse' runs in float32; use kernels='dense' (or 'auto') with precision "
-                             f"{self.precision!r}")
-        if self.groups is not None:
-            g = self.groups
-            if self.architecture != "matryoshka":
-                raise ValueError(f"groups (nested prefix sizes) applies to architecture='matryoshka', not "
-                                 f"{self.architecture!r}; leave it None")
-            if not isinstance(g, (tuple, list)) or not g or not all(_is_int(v) and v >= 1 for v in g):
-                raise ValueError(f"groups must be None or a non-empty sequence of positive integers (prefix sizes in "
-                                 f"latents, e.g. (64, 256, 1024)), got {g!r}")
-            if any(b <= a for a, b in zip(g, g[1:])):
-                raise ValueError(f"groups must be strictly increasing prefix sizes, got {tuple(g)}")
-            object.__setattr__(self, "groups", tuple(int(v) for v in g))
+        _check_config_sizes(self)
+        _check_config_options(self)
+        if self.groups is not None: _check_config_groups(self)
 
     @property
     def topk(self) -> bool:
@@ -219,20 +239,24 @@ class SAEConfig(Config):
         "m = expansion x d."
         return self.expansion * int(d)
 
-    def prefix_sizes(self, d: int) -> tuple[int, ...]:
-        """Matryoshka: the nested prefix sizes at input dimension `d` (`groups`, or `MATRYOSHKA_FRACTIONS` of m,
-        rounded), ascending, with the whole dictionary m last. Other architectures: `(m,)`."""
-        m = self.n_latents(d)
-        if self.architecture != "matryoshka": return (m,)
-        if self.groups is None: return tuple(sorted({max(1, round(f * m)) for f in MATRYOSHKA_FRACTIONS} | {m}))
-        if self.groups[-1] > m:
-            raise ValueError(f"groups {self.groups} exceed the {m} latents (expansion {self.expansion} x d {d})")
-        return tuple(sorted(set(self.groups) | {m}))
+# %% ../nbs/10_sae.ipynb #c7534a8e
+@patch
+def prefix_sizes(self: SAEConfig, d: int) -> tuple[int, ...]:
+    """Matryoshka: the nested prefix sizes at input dimension `d` (`groups`, or `MATRYOSHKA_FRACTIONS` of m,
+    rounded), ascending, with the whole dictionary m last. Other architectures: `(m,)`."""
+    m = self.n_latents(d)
+    if self.architecture != "matryoshka": return (m,)
+    if self.groups is None: return tuple(sorted({max(1, round(f * m)) for f in MATRYOSHKA_FRACTIONS} | {m}))
+    if self.groups[-1] > m:
+        raise ValueError(f"groups {self.groups} exceed the {m} latents (expansion {self.expansion} x d {d})")
+    return tuple(sorted(set(self.groups) | {m}))
 
-    def learning_rate(self, d: int) -> float:
-        "`lr`, or the default for the architecture at input dimension `d`."
-        if self.lr is not None: return float(self.lr)
-        return 2e-4 / math.sqrt(self.n_latents(d) / 16384) if self.topk else 3e-4
+# %% ../nbs/10_sae.ipynb #e7bb52f2
+@patch
+def learning_rate(self: SAEConfig, d: int) -> float:
+    "`lr`, or the default for the architecture at input dimension `d`."
+    if self.lr is not None: return float(self.lr)
+    return 2e-4 / math.sqrt(self.n_latents(d) / 16384) if self.topk else 3e-4
 
 # %% ../nbs/10_sae.ipynb #ec8c2f68
 def geometric_median(x: torch.Tensor, iters: int = 100, tol: float = 1e-6) -> torch.Tensor:
@@ -310,50 +334,64 @@ class SAE(nn.Module):
         if self.config.architecture == "matryoshka": extra += f", prefixes={self.prefix_sizes}"
         return f"d={self.d}, m={self.m}, architecture={self.config.architecture!r}, {extra}"
 
-    def pre_codes(self, x: torch.Tensor) -> torch.Tensor:
-        "W_e (x - b) + c."
-        return F.linear(x - self.b_pre, self.W_enc, self.b_enc)
+# %% ../nbs/10_sae.ipynb #c2d1b63f
+@patch
+def pre_codes(self: SAE, x: torch.Tensor) -> torch.Tensor:
+    "W_e (x - b) + c."
+    return F.linear(x - self.b_pre, self.W_enc, self.b_enc)
 
-    def activate(self, pre: torch.Tensor, batch: bool | None = None) -> torch.Tensor:
-        """Codes from pre-codes. BatchTopK and Matryoshka: `batch=True` keeps the k*B largest of the batch,
-        `batch=False` the entries above the learned threshold; `None` follows the module's mode (train: batch)."""
-        arch = self.config.architecture
-        if arch == "relu": return F.relu(pre)
-        if arch == "topk":
-            v, i = pre.topk(self.config.k, dim=1, sorted=False)
-            return torch.zeros_like(pre).scatter(1, i, F.relu(v))
-        if self.training if batch is None else batch:
-            thr = _batch_threshold(pre.detach(), self.config.k)
-            return torch.where((pre >= thr) & (pre > 0), pre, 0.0)
-        return torch.where(pre > self.threshold.clamp_min(0), pre, 0.0)
+# %% ../nbs/10_sae.ipynb #5328c9ce
+@patch
+def activate(self: SAE, pre: torch.Tensor, batch: bool | None = None) -> torch.Tensor:
+    """Codes from pre-codes. BatchTopK and Matryoshka: `batch=True` keeps the k*B largest of the batch,
+    `batch=False` the entries above the learned threshold; `None` follows the module's mode (train: batch)."""
+    arch = self.config.architecture
+    if arch == "relu": return F.relu(pre)
+    if arch == "topk":
+        v, i = pre.topk(self.config.k, dim=1, sorted=False)
+        return torch.zeros_like(pre).scatter(1, i, F.relu(v))
+    if self.training if batch is None else batch:
+        thr = _batch_threshold(pre.detach(), self.config.k)
+        return torch.where((pre >= thr) & (pre > 0), pre, 0.0)
+    return torch.where(pre > self.threshold.clamp_min(0), pre, 0.0)
 
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        "Inference codes (B x m) of standardised `x` (B x d); BatchTopK thresholds at theta, whatever the batch."
-        return self.activate(self.pre_codes(x), batch=False)
+# %% ../nbs/10_sae.ipynb #4885fa0b
+@patch
+def encode(self: SAE, x: torch.Tensor) -> torch.Tensor:
+    "Inference codes (B x m) of standardised `x` (B x d); BatchTopK thresholds at theta, whatever the batch."
+    return self.activate(self.pre_codes(x), batch=False)
 
-    def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        "W_d codes + b (B x m -> B x d)."
-        return F.linear(codes, self.W_dec.t(), self.b_pre)
+# %% ../nbs/10_sae.ipynb #4d63c769
+@patch
+def decode(self: SAE, codes: torch.Tensor) -> torch.Tensor:
+    "W_d codes + b (B x m -> B x d)."
+    return F.linear(codes, self.W_dec.t(), self.b_pre)
 
-    def prefix_recons(self, codes: torch.Tensor) -> torch.Tensor:
-        """The reconstructions (P x B x d) from each nested prefix of the dictionary: entry p uses latents
-        0..prefix_sizes[p]-1 only (the codes beyond are zeroed); the last is `decode(codes)`."""
-        s0, parts = 0, []
-        for s1 in self.prefix_sizes:
-            parts.append(F.linear(codes[:, s0:s1], self.W_dec[s0:s1].t()))
-            s0 = s1
-        return torch.stack(parts).cumsum(0) + self.b_pre
+# %% ../nbs/10_sae.ipynb #02bb5f56
+@patch
+def prefix_recons(self: SAE, codes: torch.Tensor) -> torch.Tensor:
+    """The reconstructions (P x B x d) from each nested prefix of the dictionary: entry p uses latents
+    0..prefix_sizes[p]-1 only (the codes beyond are zeroed); the last is `decode(codes)`."""
+    s0, parts = 0, []
+    for s1 in self.prefix_sizes:
+        parts.append(F.linear(codes[:, s0:s1], self.W_dec[s0:s1].t()))
+        s0 = s1
+    return torch.stack(parts).cumsum(0) + self.b_pre
 
-    def forward(self, x: torch.Tensor):
-        "`(pre_codes, codes, recon)` of standardised `x`, all in standardised space."
-        pre = self.pre_codes(x)
-        codes = self.activate(pre)
-        return pre, codes, self.decode(codes)
+# %% ../nbs/10_sae.ipynb #7972b2ed
+@patch
+def forward(self: SAE, x: torch.Tensor):
+    "`(pre_codes, codes, recon)` of standardised `x`, all in standardised space."
+    pre = self.pre_codes(x)
+    codes = self.activate(pre)
+    return pre, codes, self.decode(codes)
 
-    @torch.no_grad()
-    def normalize_decoder(self):
-        "Rescale every decoder row to unit norm, in place."
-        self.W_dec /= self.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-12)
+# %% ../nbs/10_sae.ipynb #9dceefc3
+@patch
+@torch.no_grad()
+def normalize_decoder(self: SAE):
+    "Rescale every decoder row to unit norm, in place."
+    self.W_dec /= self.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-12)
 
 # %% ../nbs/10_sae.ipynb #531dce76
 def _crow(rows: torch.Tensor, B: int) -> torch.Tensor:
@@ -366,6 +404,7 @@ def _csr(rows, cols, vals, shape) -> torch.Tensor:
         warnings.simplefilter("ignore")                          # "sparse CSR tensor support is in beta state"
         return torch.sparse_csr_tensor(_crow(rows, shape[0]), cols, vals, shape)
 
+# %% ../nbs/10_sae.ipynb #31a4f137
 class _SparseRowsMatmul(torch.autograd.Function):
     "Z @ W for sparse Z (B x m) given as row-major (rows, cols, vals); gradients for `vals` and `W` (m x d)."
     @staticmethod
@@ -382,6 +421,7 @@ class _SparseRowsMatmul(torch.autograd.Function):
         gW = Z.t() @ g if ctx.needs_input_grad[1] else None
         return gv, gW, None, None, None
 
+# %% ../nbs/10_sae.ipynb #53a56d6e
 class _SampledLinear(torch.autograd.Function):
     "Entries (rows, cols) of x @ W^T, read from the precomputed `prod`; gradients for `x` (B x d) and `W` (m x d)."
     @staticmethod
@@ -413,6 +453,7 @@ def sparse_codes(self: SAE, x: torch.Tensor):
     rows, cols = (pre > thr).nonzero(as_tuple=True)
     return rows, cols, pre[rows, cols]
 
+# %% ../nbs/10_sae.ipynb #c103d0dd
 @patch
 @torch.no_grad()
 def sparse_decode(self: SAE, rows, cols, vals, n: int) -> torch.Tensor:
@@ -451,110 +492,129 @@ class SAETrainer:
         "Boolean mask of the latents that have not fired on the last `window` training examples."
         return self.since >= self.window
 
-    def _forward(self, x: torch.Tensor):
-        """recon, the prefix reconstructions (Matryoshka, else None), nnz, fired latents, smallest kept activation
-        (BatchTopK, Matryoshka) and the L1 norm, on the sparse or dense path."""
-        sae, cfg = self.sae, self.config
-        B = x.shape[0]
-        if self.sparse:
-            xc = x - sae.b_pre
-            with torch.no_grad():
-                prod = xc.detach() @ sae.W_enc.detach().t()
-                pre = prod + sae.b_enc.detach()
-                if cfg.architecture == "topk": rows, cols = _topk_rows(pre, cfg.k)
-                else: rows, cols = ((pre >= _batch_threshold(pre, cfg.k)) & (pre > 0)).nonzero(as_tuple=True)
-            vals = F.relu(_SampledLinear.apply(xc, sae.W_enc, prod, rows, cols) + sae.b_enc[cols])
-            if cfg.architecture == "matryoshka":                   # one sparse product per group, then prefix sums
-                s0, parts = 0, []
-                for s1 in sae.prefix_sizes:
-                    g = (cols >= s0) & (cols < s1)
-                    parts.append(_SparseRowsMatmul.apply(vals[g], sae.W_dec[s0:s1], rows[g], cols[g] - s0, B))
-                    s0 = s1
-                prefix = torch.stack(parts).cumsum(0) + sae.b_pre
-                recon = prefix[-1]
-            else:
-                recon, prefix = _SparseRowsMatmul.apply(vals, sae.W_dec, rows, cols, B) + sae.b_pre, None
-            on = vals.detach() > 0
-            active, fired, l1 = vals.detach()[on], cols[on], vals.sum() / B
-        else:
-            with autocast(sae.device, cfg.precision):
-                codes = sae.activate(sae.pre_codes(x), batch=True)
-                prefix = sae.prefix_recons(codes) if cfg.architecture == "matryoshka" else None
-                recon = sae.decode(codes) if prefix is None else prefix[-1]
-            codes, recon = codes.float(), recon.float()
-            if prefix is not None: prefix = prefix.float(); recon = prefix[-1]
-            on = codes.detach() > 0
-            active, fired, l1 = codes.detach()[on], on.any(0).nonzero(as_tuple=True)[0], codes.abs().sum() / B
-        kept_min = active.min() if cfg.batch_topk and len(active) else None
-        return recon, prefix, torch.tensor(len(active), device=x.device), fired, kept_min, l1
+# %% ../nbs/10_sae.ipynb #1b264b35
+@patch
+def _sparse_path(self: SAETrainer, x: torch.Tensor):
+    """recon, the prefix reconstructions (Matryoshka, else None), the kept activations, the fired latents and the L1
+    norm, with the sparse kernels: the winners are chosen without autograd, gradients flow through them only."""
+    sae, cfg = self.sae, self.config
+    B = x.shape[0]
+    xc = x - sae.b_pre
+    with torch.no_grad():
+        prod = xc.detach() @ sae.W_enc.detach().t()
+        pre = prod + sae.b_enc.detach()
+        if cfg.architecture == "topk": rows, cols = _topk_rows(pre, cfg.k)
+        else: rows, cols = ((pre >= _batch_threshold(pre, cfg.k)) & (pre > 0)).nonzero(as_tuple=True)
+    vals = F.relu(_SampledLinear.apply(xc, sae.W_enc, prod, rows, cols) + sae.b_enc[cols])
+    if cfg.architecture == "matryoshka":                   # one sparse product per group, then prefix sums
+        s0, parts = 0, []
+        for s1 in sae.prefix_sizes:
+            g = (cols >= s0) & (cols < s1)
+            parts.append(_SparseRowsMatmul.apply(vals[g], sae.W_dec[s0:s1], rows[g], cols[g] - s0, B))
+            s0 = s1
+        prefix = torch.stack(parts).cumsum(0) + sae.b_pre
+        recon = prefix[-1]
+    else:
+        recon, prefix = _SparseRowsMatmul.apply(vals, sae.W_dec, rows, cols, B) + sae.b_pre, None
+    on = vals.detach() > 0
+    return recon, prefix, vals.detach()[on], cols[on], vals.sum() / B
 
-    def _aux(self, x: torch.Tensor, err: torch.Tensor) -> torch.Tensor:
-        "AuxK: the dead latents' top-k_aux codes reconstructing the residual -err (mean squared error per row)."
-        sae = self.sae
-        dead = self.dead.nonzero(as_tuple=True)[0]
-        k_aux = min(sae.d // 2, len(dead))
-        if k_aux == 0: return torch.zeros((), device=x.device)
-        pre = F.linear((x - sae.b_pre).detach(), sae.W_enc[dead], sae.b_enc[dead])
-        v, i = pre.topk(k_aux, dim=1, sorted=False)
-        z = torch.zeros_like(pre).scatter(1, i, F.relu(v))
-        return (err.detach() + z @ sae.W_dec[dead]).pow(2).sum() / x.shape[0]
+# %% ../nbs/10_sae.ipynb #28be1f9e
+@patch
+def _dense_path(self: SAETrainer, x: torch.Tensor):
+    "The same as `_sparse_path` from the dense graph (`SAE.activate`, `decode`), under the configured autocast."
+    sae, cfg = self.sae, self.config
+    B = x.shape[0]
+    with autocast(sae.device, cfg.precision):
+        codes = sae.activate(sae.pre_codes(x), batch=True)
+        prefix = sae.prefix_recons(codes) if cfg.architecture == "matryoshka" else None
+        recon = sae.decode(codes) if prefix is None else prefix[-1]
+    codes, recon = codes.float(), recon.float()
+    if prefix is not None: prefix = prefix.float(); recon = prefix[-1]
+    on = codes.detach() > 0
+    return recon, prefix, codes.detach()[on], on.any(0).nonzero(as_tuple=True)[0], codes.abs().sum() / B
 
-    def step(self, x: torch.Tensor) -> dict:
-        "One optimisation step on the standardised batch `x` (on the SAE's device); returns 0-d tensors."
-        sae, cfg = self.sae, self.config
-        B = x.shape[0]
-        recon, prefix, nnz, fired, kept_min, l1 = self._forward(x)
-        err = recon - x
-        sse = err.pow(2).sum()
-        loss = sse / B if prefix is None else (prefix - x).pow(2).sum() / B   # Matryoshka: summed over the prefixes
-        if cfg.architecture == "relu" and cfg.l1 > 0: loss = loss + cfg.l1 * l1
-        aux = self._aux(x, err) if cfg.topk and cfg.aux_alpha > 0 else torch.zeros((), device=x.device)
-        if cfg.topk and cfg.aux_alpha > 0: loss = loss + cfg.aux_alpha * aux
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        W, g = sae.W_dec.detach(), sae.W_dec.grad
-        if g is not None: g -= (g * W).sum(1, keepdim=True) * W          # keep the rows' norms to first order
-        self.opt.step()
-        self.sched.step()
-        sae.normalize_decoder()
-        with torch.no_grad():
-            self.since += B
-            self.since[fired] = 0
-            self.fired[fired] = True
-            if kept_min is not None:
-                m_ = cfg.threshold_momentum
-                sae.threshold.copy_(kept_min if self.steps == 0 else m_ * sae.threshold + (1 - m_) * kept_min)
-            xd = x.detach().double()
-            var = (xd - xd.mean(0)).pow(2).sum()
-        self.steps += 1
-        return {"loss": loss.detach(), "sse": sse.detach(), "var": var, "nnz": nnz, "aux": aux.detach(), "l1": l1.detach()}
+@patch
+def _forward(self: SAETrainer, x: torch.Tensor):
+    """recon, the prefix reconstructions (Matryoshka, else None), nnz, fired latents, smallest kept activation
+    (BatchTopK, Matryoshka) and the L1 norm, on the sparse or dense path."""
+    recon, prefix, active, fired, l1 = (self._sparse_path if self.sparse else self._dense_path)(x)
+    kept_min = active.min() if self.config.batch_topk and len(active) else None
+    return recon, prefix, torch.tensor(len(active), device=x.device), fired, kept_min, l1
 
-    @torch.no_grad()
-    def resample(self, X: torch.Tensor, dead: torch.Tensor, generator: torch.Generator, n_probe: int = 8192) -> int:
-        """Re-initialise the `dead` latents (mask or indices; ReLU): each takes the direction (from b) of a training
-        row drawn with probability proportional to the square of its reconstruction loss (among up to `n_probe`
-        random rows of `X`), its encoder row that direction times 0.2 x the mean alive encoder norm, a zero bias and
-        fresh Adam moments. Returns how many were resampled."""
-        sae = self.sae
-        dead = dead.nonzero(as_tuple=True)[0] if dead.dtype == torch.bool else dead
-        if len(dead) == 0 or len(dead) == sae.m: return 0
-        probe = torch.randperm(len(X), generator=generator)[:n_probe].to(X.device)
-        xs = X[probe]
-        err = (sae(xs)[2] - xs).pow(2).sum(1)
-        p = err.double().pow(2).cpu()
-        if not bool(p.sum() > 0): return 0
-        pick = torch.multinomial(p, len(dead), replacement=len(dead) > len(p), generator=generator).to(X.device)
-        v = xs[pick] - sae.b_pre
-        v = v / v.norm(dim=1, keepdim=True).clamp_min(1e-12)
-        alive = torch.ones(sae.m, dtype=torch.bool, device=X.device)
-        alive[dead] = False
-        scale = 0.2 * sae.W_enc[alive].norm(dim=1).mean()
-        sae.W_dec[dead] = v; sae.W_enc[dead] = v * scale; sae.b_enc[dead] = 0
-        for p_ in (sae.W_dec, sae.W_enc, sae.b_enc):
-            for key, val in self.opt.state.get(p_, {}).items():
-                if key in ("exp_avg", "exp_avg_sq"): val[dead] = 0
-        self.since[dead] = 0
-        return len(dead)
+# %% ../nbs/10_sae.ipynb #ae31a2c1
+@patch
+def _aux(self: SAETrainer, x: torch.Tensor, err: torch.Tensor) -> torch.Tensor:
+    "AuxK: the dead latents' top-k_aux codes reconstructing the residual -err (mean squared error per row)."
+    sae = self.sae
+    dead = self.dead.nonzero(as_tuple=True)[0]
+    k_aux = min(sae.d // 2, len(dead))
+    if k_aux == 0: return torch.zeros((), device=x.device)
+    pre = F.linear((x - sae.b_pre).detach(), sae.W_enc[dead], sae.b_enc[dead])
+    v, i = pre.topk(k_aux, dim=1, sorted=False)
+    z = torch.zeros_like(pre).scatter(1, i, F.relu(v))
+    return (err.detach() + z @ sae.W_dec[dead]).pow(2).sum() / x.shape[0]
+
+# %% ../nbs/10_sae.ipynb #90066f9a
+@patch
+def step(self: SAETrainer, x: torch.Tensor) -> dict:
+    "One optimisation step on the standardised batch `x` (on the SAE's device); returns 0-d tensors."
+    sae, cfg = self.sae, self.config
+    B = x.shape[0]
+    recon, prefix, nnz, fired, kept_min, l1 = self._forward(x)
+    err = recon - x
+    sse = err.pow(2).sum()
+    loss = sse / B if prefix is None else (prefix - x).pow(2).sum() / B   # Matryoshka: summed over the prefixes
+    if cfg.architecture == "relu" and cfg.l1 > 0: loss = loss + cfg.l1 * l1
+    aux = self._aux(x, err) if cfg.topk and cfg.aux_alpha > 0 else torch.zeros((), device=x.device)
+    if cfg.topk and cfg.aux_alpha > 0: loss = loss + cfg.aux_alpha * aux
+    self.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    W, g = sae.W_dec.detach(), sae.W_dec.grad
+    if g is not None: g -= (g * W).sum(1, keepdim=True) * W          # keep the rows' norms to first order
+    self.opt.step()
+    self.sched.step()
+    sae.normalize_decoder()
+    with torch.no_grad():
+        self.since += B
+        self.since[fired] = 0
+        self.fired[fired] = True
+        if kept_min is not None:
+            m_ = cfg.threshold_momentum
+            sae.threshold.copy_(kept_min if self.steps == 0 else m_ * sae.threshold + (1 - m_) * kept_min)
+        xd = x.detach().double()
+        var = (xd - xd.mean(0)).pow(2).sum()
+    self.steps += 1
+    return {"loss": loss.detach(), "sse": sse.detach(), "var": var, "nnz": nnz, "aux": aux.detach(), "l1": l1.detach()}
+
+# %% ../nbs/10_sae.ipynb #65041156
+@patch
+@torch.no_grad()
+def resample(self: SAETrainer, X: torch.Tensor, dead: torch.Tensor, generator: torch.Generator, n_probe: int = 8192) -> int:
+    """Re-initialise the `dead` latents (mask or indices; ReLU): each takes the direction (from b) of a training
+    row drawn with probability proportional to the square of its reconstruction loss (among up to `n_probe`
+    random rows of `X`), its encoder row that direction times 0.2 x the mean alive encoder norm, a zero bias and
+    fresh Adam moments. Returns how many were resampled."""
+    sae = self.sae
+    dead = dead.nonzero(as_tuple=True)[0] if dead.dtype == torch.bool else dead
+    if len(dead) == 0 or len(dead) == sae.m: return 0
+    probe = torch.randperm(len(X), generator=generator)[:n_probe].to(X.device)
+    xs = X[probe]
+    err = (sae(xs)[2] - xs).pow(2).sum(1)
+    p = err.double().pow(2).cpu()
+    if not bool(p.sum() > 0): return 0
+    pick = torch.multinomial(p, len(dead), replacement=len(dead) > len(p), generator=generator).to(X.device)
+    v = xs[pick] - sae.b_pre
+    v = v / v.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    alive = torch.ones(sae.m, dtype=torch.bool, device=X.device)
+    alive[dead] = False
+    scale = 0.2 * sae.W_enc[alive].norm(dim=1).mean()
+    sae.W_dec[dead] = v; sae.W_enc[dead] = v * scale; sae.b_enc[dead] = 0
+    for p_ in (sae.W_dec, sae.W_enc, sae.b_enc):
+        for key, val in self.opt.state.get(p_, {}).items():
+            if key in ("exp_avg", "exp_avg_sq"): val[dead] = 0
+    self.since[dead] = 0
+    return len(dead)
 
 # %% ../nbs/10_sae.ipynb #bc282649
 def _as_array(X) -> np.ndarray:
@@ -585,6 +645,7 @@ def _source(X, ids=None):
         if len(ids) != len(data): raise ValueError(f"{len(ids)} ids for {len(data)} rows")
     return data, rows, ids, info
 
+# %% ../nbs/10_sae.ipynb #9b7a902e
 def _check_finite(data, rows, ids, info, chunk: int = 65536):
     "Raise `NonFiniteActivationError` naming the rows of `data[rows]` that hold NaN or Inf."
     bad = []
@@ -600,6 +661,7 @@ def _check_finite(data, rows, ids, info, chunk: int = 65536):
         f"{len(bad)} input row(s){where} hold NaN or Inf: {', '.join(name(r) for r in bad[:10])}"
         f"{' ...' if len(bad) > 10 else ''}; drop these rows before training or encoding", recs)
 
+# %% ../nbs/10_sae.ipynb #0ae87709
 def _fingerprint_rows(data, rows, chunk: int = 65536) -> str:
     "`core.fingerprint(data[rows])`, read `chunk` rows at a time."
     h = hashlib.sha256()
@@ -607,6 +669,7 @@ def _fingerprint_rows(data, rows, chunk: int = 65536) -> str:
     for i in range(0, len(rows), chunk): h.update(np.ascontiguousarray(data[rows[i:i + chunk]]).tobytes())
     return h.hexdigest()[:16]
 
+# %% ../nbs/10_sae.ipynb #414fc4b3
 def _standardized_batches(sae: SAE, data, rows, batch_size: int, standardized: bool):
     "Standardised float32 tensors on the SAE's device, `batch_size` rows of `data[rows]` at a time."
     if sae.standardizer is None and not standardized:
@@ -628,6 +691,7 @@ def _density(counts: np.ndarray, n: int) -> dict:
     hist = np.histogram(np.log10(counts[alive] / max(n, 1)), bins=edges)[0]
     return {"edges": edges.tolist(), "counts": hist.astype(int).tolist(), "dead": int((~alive).sum())}
 
+# %% ../nbs/10_sae.ipynb #d8f7e6ae
 def _prefixes(sae: SAE, prefixes) -> tuple[int, ...]:
     "Checked prefix sizes: `prefixes`, or by default a Matryoshka SAE's own `prefix_sizes` (none for the others)."
     if prefixes is None: return sae.prefix_sizes if sae.config.architecture == "matryoshka" else ()
@@ -637,6 +701,7 @@ def _prefixes(sae: SAE, prefixes) -> tuple[int, ...]:
             raise ValueError(f"prefixes must be integers in [1, m={sae.m}], got {p!r}")
     return tuple(int(p) for p in prefixes)
 
+# %% ../nbs/10_sae.ipynb #9a5e4f97
 @torch.no_grad()
 def _metrics(sae: SAE, batches, n: int, prefixes=()) -> dict:
     "The `sae_metrics` dict from an iterable of standardised batches holding `n` rows in all."
@@ -672,6 +737,7 @@ def _metrics(sae: SAE, batches, n: int, prefixes=()) -> dict:
     if prefixes: out["prefix_fvu"] = [{"latents": p, "fvu": fvu(s)} for p, s in zip(prefixes, psse)]
     return out
 
+# %% ../nbs/10_sae.ipynb #49df4711
 def sae_metrics(sae: SAE, X, *, batch_size: int = 4096, standardized: bool = False, prefixes=None) -> dict:
     """`fvu`, `mse`, `l0`, `dead_fraction`, `cosine`, `l2_ratio`, `density` (`edges`, `counts`, `dead`), `n` and
     `n_latents` of `sae` on the rows of `X` (raw vectors, standardised here unless `standardized=True`; or
@@ -684,6 +750,7 @@ def sae_metrics(sae: SAE, X, *, batch_size: int = 4096, standardized: bool = Fal
     if len(rows) == 0: raise ValueError("no rows to evaluate")
     return _metrics(sae, _standardized_batches(sae, data, rows, batch_size, standardized), len(rows), prefixes)
 
+# %% ../nbs/10_sae.ipynb #462519e9
 @torch.no_grad()
 def encode_all(sae: SAE, X, batch_size: int = 4096, *, sparse: bool = False, standardized: bool = False):
     """Inference codes of every row of `X` (raw vectors, or `(store, layer[, pooling])`, whose invalid rows get no
@@ -709,8 +776,6 @@ def encode_all(sae: SAE, X, batch_size: int = 4096, *, sparse: bool = False, sta
     return sp.csr_matrix((cat(2, np.float32), (cat(0, np.int64), cat(1, np.int64))), shape=(len(data), sae.m))
 
 # %% ../nbs/10_sae.ipynb #9e5daa89
-MODEL_FILE, METRICS_FILE = "model.safetensors", "metrics.json"
-
 def _standardized(data, rows, std: Standardizer, chunk: int = 65536) -> torch.Tensor:
     "`std.transform(data[rows])` as one float32 tensor, `chunk` rows at a time."
     out = torch.empty((len(rows), data.shape[1]), dtype=torch.float32)
@@ -721,6 +786,14 @@ def _standardized(data, rows, std: Standardizer, chunk: int = 65536) -> torch.Te
 def _tensor_batches(X: torch.Tensor, batch_size: int = 4096):
     for i in range(0, len(X), batch_size): yield X[i:i + batch_size]
 
+# %% ../nbs/10_sae.ipynb #b9268236
+def _checkpoint_dir(out_dir, overwrite: bool) -> Path | None:
+    "`out_dir` as a path (None stays None); an existing folder needs `overwrite=True`."
+    out_dir = None if out_dir is None else Path(out_dir).expanduser()
+    if out_dir is not None and out_dir.exists() and not overwrite:
+        raise FileExistsError(f"{out_dir} already exists (pass overwrite=True)")
+    return out_dir
+
 def _plan(config: SAEConfig, n_train: int) -> tuple[int, int, int]:
     "(batch size, steps per epoch, total steps)."
     bs = min(config.batch_size, n_train)
@@ -729,6 +802,55 @@ def _plan(config: SAEConfig, n_train: int) -> tuple[int, int, int]:
     if config.max_steps is None: return bs, per_epoch, by_epochs
     return bs, per_epoch, config.max_steps if by_epochs is None else min(by_epochs, config.max_steps)
 
+# %% ../nbs/10_sae.ipynb #f3874106
+def _holdout_split(config: SAEConfig, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    "The training and held-out rows (each sorted; `val_fraction` of `rows` held out, drawn from the seed) and n_val."
+    n = len(rows)
+    n_val = 0 if config.val_fraction == 0 else max(1, round(config.val_fraction * n))
+    if n - n_val < 2: raise ValueError(f"{n} usable rows are too few to train an SAE with val_fraction={config.val_fraction}")
+    perm = make_rng(derive_seed(config.seed, "sae", "split")).permutation(n)
+    return np.sort(rows[perm[n_val:]]), np.sort(rows[perm[:n_val]]), n_val
+
+# %% ../nbs/10_sae.ipynb #cd78f9a0
+def _train_epoch(trainer: SAETrainer, Xtr: torch.Tensor, order: torch.Tensor, bs: int, per_epoch: int, total: int, callback,
+           bar, progress: bool, epoch: int, ema):
+    """One pass of `trainer` over the training rows `Xtr` in `order` (at most `total` steps in all), from a cleared
+    fired mask: the summed step statistics, the number of steps taken and the running FVU shown in the progress bar."""
+    sae = trainer.sae
+    trainer.reset_fired()
+    acc = {k: torch.zeros((), dtype=torch.float64, device=Xtr.device) for k in ("loss", "sse", "var", "nnz", "aux")}
+    steps0 = trainer.steps
+    for b in range(per_epoch):
+        if trainer.steps >= total: break
+        st = trainer.step(Xtr[order[b * bs:(b + 1) * bs]])
+        for k in acc: acc[k] += st[k]
+        if callback is not None: callback(sae, trainer.steps, {k: float(v) for k, v in st.items()})
+        bar.update(1)
+        if progress and (trainer.steps % 10 == 0 or trainer.steps == total):
+            fvu = float(st["sse"] / st["var"])
+            ema = fvu if ema is None else 0.8 * ema + 0.2 * fvu
+            bar.set_postfix(fvu=f"{ema:.3f}", L0=f"{float(st['nnz']) / bs:.1f}", epoch=epoch + 1)
+    return acc, trainer.steps - steps0, ema
+
+# %% ../nbs/10_sae.ipynb #d62767ec
+def _epoch_record(trainer: SAETrainer, epoch: int, acc: dict, steps: int, bs: int, val: dict, dead_train: float,
+                  resampled: int, t0: float) -> dict:
+    "One entry of `sae.history`: the epoch's training statistics, the held-out metrics `val`, the learning rate and theta."
+    return {"epoch": epoch, "steps": trainer.steps, "train_loss": float(acc["loss"]) / steps,
+            "train_fvu": float(acc["sse"] / acc["var"]), "train_l0": float(acc["nnz"]) / (steps * bs),
+            "val_fvu": val["fvu"], "val_l0": val["l0"], "val_dead_fraction": val["dead_fraction"],
+            "train_dead_fraction": dead_train, "aux_loss": float(acc["aux"]) / steps,
+            "resampled": resampled, "lr": float(trainer.sched.get_last_lr()[0]),
+            "threshold": float(trainer.sae.threshold), "seconds": round(time.perf_counter() - t0, 3)}
+
+def _train_record(trainer: SAETrainer, n_train: int, n_val: int, bs: int, epochs: int, device, info: dict, t0: float) -> dict:
+    "`sae.record`: the split sizes, the steps, the kernels used, the timing, the device and where the input came from."
+    return {"split": "val" if n_val else "train (val_fraction=0)", "n_train": int(n_train), "n_val": int(n_val),
+            "batch_size": bs, "steps": trainer.steps, "epochs": epochs, "lr": trainer.lr,
+            "kernels": "sparse" if trainer.sparse else "dense", "train_seconds": round(time.perf_counter() - t0, 3),
+            "device": str(device), "torch_threads": torch.get_num_threads(), "input": info}
+
+# %% ../nbs/10_sae.ipynb #822adc6e
 def train_sae(X, config: SAEConfig | None = None, *, out_dir=None, ids=None, progress: bool = True,
               overwrite: bool = False, callback=None) -> SAE:
     """Train an SAE on the rows of `X`: an N x d array (numpy, memmap, torch) or `(store, layer[, pooling])`.
@@ -741,17 +863,12 @@ def train_sae(X, config: SAEConfig | None = None, *, out_dir=None, ids=None, pro
     from tqdm.auto import tqdm
     config = SAEConfig() if config is None else config
     if not isinstance(config, SAEConfig): raise TypeError(f"config must be an SAEConfig, got {type(config).__name__}")
-    out_dir = None if out_dir is None else Path(out_dir).expanduser()
-    if out_dir is not None and out_dir.exists() and not overwrite:
-        raise FileExistsError(f"{out_dir} already exists (pass overwrite=True)")
+    out_dir = _checkpoint_dir(out_dir, overwrite)
     t0 = time.perf_counter()
     data, rows, ids, info = _source(X, ids)
     _check_finite(data, rows, ids, info)
-    n, d = len(rows), int(data.shape[1])
-    n_val = 0 if config.val_fraction == 0 else max(1, round(config.val_fraction * n))
-    if n - n_val < 2: raise ValueError(f"{n} usable rows are too few to train an SAE with val_fraction={config.val_fraction}")
-    perm = make_rng(derive_seed(config.seed, "sae", "split")).permutation(n)
-    tr_rows, va_rows = np.sort(rows[perm[n_val:]]), np.sort(rows[perm[:n_val]])
+    d = int(data.shape[1])
+    tr_rows, va_rows, n_val = _holdout_split(config, rows)
     device = select_device(config.device)
     std = Standardizer.fit(data, tr_rows)
     sae = SAE(d, config, std).to(device)
@@ -769,45 +886,25 @@ def train_sae(X, config: SAEConfig | None = None, *, out_dir=None, ids=None, pro
             order = torch.randperm(len(Xtr), generator=g_order).to(device)
             if epoch == 0:
                 with torch.no_grad(): sae.b_pre.copy_(geometric_median(Xtr[order[:bs]]))
-            trainer.reset_fired()
-            acc = {k: torch.zeros((), dtype=torch.float64, device=device) for k in ("loss", "sse", "var", "nnz", "aux")}
-            steps0 = trainer.steps
-            for b in range(per_epoch):
-                if trainer.steps >= total: break
-                st = trainer.step(Xtr[order[b * bs:(b + 1) * bs]])
-                for k in acc: acc[k] += st[k]
-                if callback is not None: callback(sae, trainer.steps, {k: float(v) for k, v in st.items()})
-                bar.update(1)
-                if progress and (trainer.steps % 10 == 0 or trainer.steps == total):
-                    fvu = float(st["sse"] / st["var"])
-                    ema = fvu if ema is None else 0.8 * ema + 0.2 * fvu
-                    bar.set_postfix(fvu=f"{ema:.3f}", L0=f"{float(st['nnz']) / bs:.1f}", epoch=epoch + 1)
-            steps, epoch = trainer.steps - steps0, epoch + 1
+            acc, steps, ema = _train_epoch(trainer, Xtr, order, bs, per_epoch, total, callback, bar, progress, epoch, ema)
+            epoch += 1
             dead_train = float(trainer.dead.float().mean())
-            resampled = trainer.resample(Xtr, ~trainer.fired, g_resample) if (
-                config.resample_dead and trainer.steps < total) else 0
+            resampled = trainer.resample(Xtr, ~trainer.fired, g_resample) if config.resample_dead and trainer.steps < total else 0
             val = _metrics(sae, _tensor_batches(Xva), len(Xva))
-            history.append({"epoch": epoch, "steps": trainer.steps, "train_loss": float(acc["loss"]) / steps,
-                            "train_fvu": float(acc["sse"] / acc["var"]), "train_l0": float(acc["nnz"]) / (steps * bs),
-                            "val_fvu": val["fvu"], "val_l0": val["l0"], "val_dead_fraction": val["dead_fraction"],
-                            "train_dead_fraction": dead_train, "aux_loss": float(acc["aux"]) / steps,
-                            "resampled": resampled, "lr": float(trainer.sched.get_last_lr()[0]),
-                            "threshold": float(sae.threshold), "seconds": round(time.perf_counter() - t0, 3)})
+            history.append(_epoch_record(trainer, epoch, acc, steps, bs, val, dead_train, resampled, t0))
             if progress: bar.set_postfix(val_fvu=f"{val['fvu']:.3f}", L0=f"{val['l0']:.1f}", epoch=epoch)
     finally:
         bar.close()
     sae.eval()
     sae.history = history
     sae.metrics = _metrics(sae, _tensor_batches(Xva), len(Xva), _prefixes(sae, None))
-    sae.record = {"split": "val" if n_val else "train (val_fraction=0)", "n_train": int(len(tr_rows)), "n_val": int(n_val),
-                  "batch_size": bs, "steps": trainer.steps, "epochs": epoch, "lr": trainer.lr,
-                  "kernels": "sparse" if trainer.sparse else "dense", "train_seconds": round(time.perf_counter() - t0, 3),
-                  "device": str(device), "torch_threads": torch.get_num_threads(), "input": info}
-    if out_dir is not None:
-        sae.save(out_dir, overwrite=overwrite, input_fingerprint=_fingerprint_rows(data, rows))
+    sae.record = _train_record(trainer, len(tr_rows), n_val, bs, epoch, device, info, t0)
+    if out_dir is not None: sae.save(out_dir, overwrite=overwrite, input_fingerprint=_fingerprint_rows(data, rows))
     return sae
 
 # %% ../nbs/10_sae.ipynb #ae26bf36
+MODEL_FILE, METRICS_FILE = "model.safetensors", "metrics.json"
+
 @patch
 def save(self: SAE, path, *, overwrite: bool = False, input_fingerprint: str | None = None) -> Path:
     "Write the checkpoint folder `path` atomically (see above); an existing folder needs `overwrite=True`."
@@ -824,6 +921,7 @@ def save(self: SAE, path, *, overwrite: bool = False, input_fingerprint: str | N
     self.path = path
     return path
 
+# %% ../nbs/10_sae.ipynb #f811c411
 @patch(cls_method=True)
 def load(cls: SAE, path, device="cpu") -> SAE:
     "The SAE in the checkpoint folder `path`, in eval mode on `device`."
@@ -842,6 +940,7 @@ def load(cls: SAE, path, device="cpu") -> SAE:
     sae.path = path
     return sae.to(select_device(device)).eval()
 
+# %% ../nbs/10_sae.ipynb #c022aedc
 def load_sae(path, device="cpu") -> SAE:
     "`SAE.load(path, device)`."
     return SAE.load(path, device)
