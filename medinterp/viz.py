@@ -138,6 +138,7 @@ def _caption_font():
 
 def _line_height(font) -> int: return font.getbbox("Ag|")[3] + 3
 
+# %% ../nbs/12_viz.ipynb #1ac9a458
 _SPELL = {"Δ": "delta", "−": "-", "–": "-", "—": "-", "…": "...", "→": "->"}
 
 @functools.lru_cache(maxsize=1024)
@@ -298,6 +299,7 @@ def _snapshot_tiles(snap, images, size: int, n, vmax: float | None):
                                 float(r.rank_after[j]), float(r.delta[j]))) for j, i in enumerate(r.indices)]))
     return rows, thumb(snap.probe), n, vmax
 
+# %% ../nbs/12_viz.ipynb #2c022703
 def _snapshot_header(snap) -> tuple[str, str]:
     what = f"concept {snap.concept}" if snap.concept else f"cluster {snap.cluster} (null: not a concept)"
     return (f"probe {snap.probe_id} (row {snap.probe})",
@@ -430,6 +432,7 @@ def _pca2(X: np.ndarray) -> np.ndarray:
     big = np.abs(Y).argmax(0)
     return Y * np.where(Y[big, [0, 1]] < 0, -1.0, 1.0)
 
+# %% ../nbs/12_viz.ipynb #c78766ba
 def project(X, method: str = "pca", *, seed: int = 0, n_neighbors: int = 15) -> np.ndarray:
     "N×2 projection of the N×d matrix `X`: 'pca' (deterministic) or 'umap' (umap-learn, seeded)."
     X = _finite_matrix(X, "X")
@@ -631,6 +634,7 @@ def _profile(profile) -> tuple[list[tuple[str, str]], list[str], np.ndarray]:
         raise ValueError("profile cells must be purities in [0, 1] or NaN (a depth_profile(measure='lift') table is not)")
     return [(str(k), str(f)) for k, f in idx], [str(c) for c in profile.columns], V
 
+# %% ../nbs/12_viz.ipynb #e9ba1cc3
 def _kind_runs(rows) -> list[tuple[str, int, int]]:
     "(kind, first row, end row) for each run of consecutive rows of one kind, in row order."
     runs = []
@@ -715,6 +719,7 @@ def _empty_profile_image(title, font, s: int) -> np.ndarray:
     _text_at(d, w / 2, pad + title_h + lh, _EMPTY_PROFILE, font, fill=_MUTED, align="center")
     return np.asarray(im)
 
+# %% ../nbs/12_viz.ipynb #3ef5a7ef
 def _profile_columns(rows, cols, font, s: int):
     """(kind column width, factor column width, cell width, column labels turned 45° or None, header height, right
     margin) of a depth profile picture at scale `s`."""
@@ -730,6 +735,7 @@ def _profile_columns(rows, cols, font, s: int):
     right = max(pad, max(l.width for l in labels) - cell_w // 2 + pad) if rotate else pad
     return kind_w, fac_w, cell_w, labels, head_h, right
 
+# %% ../nbs/12_viz.ipynb #71aff4cb
 def _profile_legend(im, d, y, W, font, small, s: int):
     "Draw the legend at height `y`: the purity colour bar (0, 50, 100 %), the empty cell, and what a cell means."
     from PIL import Image
