@@ -25,7 +25,7 @@ __all__ = ['FORMAT', 'FORMAT_VERSION', 'CONCEPTS_JSON', 'ARRAYS_NPZ', 'IDENTIFIE
            'fisher_exact_two_sided', 'bh_adjust', 'column_levels', 'column_words', 'level_words', 'enrichment',
            'describe_concept', 'name_concepts']
 
-# %% ../nbs/07_concepts.ipynb #46a343d6
+# %% ../nbs/07_concepts.ipynb #892dfd15
 def _json_copy(obj, what: str):
     "The JSON round trip of `obj` (plain dicts, lists, numbers, strings); anything else raises `ValueError`."
     try: return json.loads(dumps(obj))
@@ -54,6 +54,43 @@ def _first_duplicate(a: np.ndarray):
         seen.add(v)
     return None
 
+# %% ../nbs/07_concepts.ipynb #db666ef6
+def _strength(v, k: str) -> float:
+    "The concept strength as a finite float (errors name the concept `k`)."
+    if isinstance(v, (bool, np.bool_)): raise ValueError(f"concept {k!r}: strength must be a number, got {v!r}")
+    try: s = float(v)
+    except (TypeError, ValueError) as e: raise ValueError(f"concept {k!r}: strength must be a number, got {v!r}") from e
+    if not math.isfinite(s): raise ValueError(f"concept {k!r}: strength must be finite, got {s}")
+    return s
+
+def _scores(v, n: int, k: str) -> np.ndarray | None:
+    "Per-member scores as a read-only float64 array of length `n` (None stays None)."
+    if v is None: return None
+    sc = np.asarray(v)
+    if sc.dtype == bool or sc.dtype.kind not in "iuf" or sc.ndim != 1:
+        raise ValueError(f"concept {k!r}: scores must be a 1-D numeric array, got {sc.dtype} {sc.shape}")
+    if len(sc) != n: raise ValueError(f"concept {k!r}: {len(sc)} scores for {n} members (one per member)")
+    sc = _frozen(sc.astype(np.float64, copy=True))
+    if not np.isfinite(sc).all(): raise ValueError(f"concept {k!r}: scores must be finite")
+    return sc
+
+def _checked_stability(st, k: str) -> float | None:
+    "The stability as a float in [0, 1] (None: not measured)."
+    if st is None: return None
+    if isinstance(st, (bool, np.bool_)) or not isinstance(st, (int, float, np.integer, np.floating)) \
+            or not 0.0 <= float(st) <= 1.0:
+        raise ValueError(f"concept {k!r}: stability must be None or a number in [0, 1], got {st!r}")
+    return float(st)
+
+def _flags(flags, k: str) -> tuple:
+    "The quality flags as a tuple of non-empty strings."
+    if isinstance(flags, str): raise ValueError(f"concept {k!r}: flags must be a sequence of names, not one string")
+    flags = tuple(flags)
+    if any(not isinstance(f, str) or not f for f in flags):
+        raise ValueError(f"concept {k!r}: flags must be non-empty strings, got {flags!r}")
+    return flags
+
+# %% ../nbs/07_concepts.ipynb #46a343d6
 @dataclass(frozen=True, eq=False)
 class Concept:
     """One concept: `members` (row indices into `Concepts.ids`), the `grid` to show (ordered, anchor first, a subset
@@ -79,30 +116,12 @@ class Concept:
         if len(np.unique(g)) != len(g): raise ValueError(f"concept {k!r}: grid rows are not unique (row {_first_duplicate(g)} repeats)")
         outside = g[~np.isin(g, m)]
         if outside.size: raise ValueError(f"concept {k!r}: grid rows {outside[:10].tolist()} are not members")
-        if isinstance(self.strength, (bool, np.bool_)): raise ValueError(f"concept {k!r}: strength must be a number, got {self.strength!r}")
-        try: s = float(self.strength)
-        except (TypeError, ValueError) as e: raise ValueError(f"concept {k!r}: strength must be a number, got {self.strength!r}") from e
-        if not math.isfinite(s): raise ValueError(f"concept {k!r}: strength must be finite, got {s}")
+        s = _strength(self.strength, k)
         if not isinstance(self.name, str): raise ValueError(f"concept {k!r}: name must be a string, got {self.name!r}")
-        sc = None
-        if self.scores is not None:
-            sc = np.asarray(self.scores)
-            if sc.dtype == bool or sc.dtype.kind not in "iuf" or sc.ndim != 1:
-                raise ValueError(f"concept {k!r}: scores must be a 1-D numeric array, got {sc.dtype} {sc.shape}")
-            if len(sc) != len(m): raise ValueError(f"concept {k!r}: {len(sc)} scores for {len(m)} members (one per member)")
-            sc = _frozen(sc.astype(np.float64, copy=True))
-            if not np.isfinite(sc).all(): raise ValueError(f"concept {k!r}: scores must be finite")
+        sc = _scores(self.scores, len(m), k)
         if not isinstance(self.info, dict): raise ValueError(f"concept {k!r}: info must be a dict, got {type(self.info).__name__}")
-        st = self.stability
-        if st is not None:
-            if isinstance(st, (bool, np.bool_)) or not isinstance(st, (int, float, np.integer, np.floating)) \
-                    or not 0.0 <= float(st) <= 1.0:
-                raise ValueError(f"concept {k!r}: stability must be None or a number in [0, 1], got {st!r}")
-            st = float(st)
-        if isinstance(self.flags, str): raise ValueError(f"concept {k!r}: flags must be a sequence of names, not one string")
-        flags = tuple(self.flags)
-        if any(not isinstance(f, str) or not f for f in flags):
-            raise ValueError(f"concept {k!r}: flags must be non-empty strings, got {flags!r}")
+        st = _checked_stability(self.stability, k)
+        flags = _flags(self.flags, k)
         put("members", m); put("grid", g); put("strength", s); put("scores", sc); put("stability", st); put("flags", flags)
         put("info", _json_copy(self.info, f"info of concept {k!r}"))
 
@@ -140,13 +159,35 @@ CONCEPTS_JSON = "concepts.json"
 ARRAYS_NPZ = "arrays.npz"
 _ARRAYS = ("members", "member_offsets", "grid", "grid_offsets", "scores", "has_scores")
 
+def _cat(parts, dtype) -> np.ndarray:
+    return np.concatenate([np.empty(0, dtype)] + [np.asarray(p, dtype) for p in parts])
+
+# %% ../nbs/07_concepts.ipynb #7961513b
 def _opt_str(v, what: str):
     if v is not None and (not isinstance(v, str) or not v): raise ValueError(f"{what} must be None or a non-empty string, got {v!r}")
     return v
 
-def _cat(parts, dtype) -> np.ndarray:
-    return np.concatenate([np.empty(0, dtype)] + [np.asarray(p, dtype) for p in parts])
+def _image_ids(ids) -> tuple:
+    "The image ids as a tuple of unique strings."
+    if isinstance(ids, str): raise ValueError("ids must be a sequence of image ids, not one string")
+    ids = tuple(str(i) for i in ids)
+    dup = _first_duplicate(np.array(ids, dtype=object))
+    if dup is not None: raise ValueError(f"ids must be unique; {dup!r} repeats")
+    return ids
 
+def _concept_tuple(concepts, n: int) -> tuple:
+    "The concepts as a tuple of `Concept`s with unique keys and member rows in [0, n)."
+    cs = tuple(concepts)
+    bad = [type(c).__name__ for c in cs if not isinstance(c, Concept)]
+    if bad: raise ValueError(f"concepts must be Concept objects, got {bad[0]}")
+    dup = _first_duplicate(np.array([c.key for c in cs], dtype=object))
+    if dup is not None: raise ValueError(f"concept keys must be unique; {dup!r} repeats")
+    for c in cs:
+        if c.size and c.members.max() >= n:
+            raise ValueError(f"concept {c.key!r}: member row {c.members.max()} is out of range for {n} images")
+    return cs
+
+# %% ../nbs/07_concepts.ipynb #dcc5e524
 @dataclass(frozen=True, eq=False)
 class Concepts:
     """The concepts one method found over `ids` (N images): unflagged concepts first, each group strongest first; the
@@ -166,19 +207,8 @@ class Concepts:
             v = getattr(self, f)
             if not isinstance(v, str) or not v: raise ValueError(f"{f} must be a non-empty string, got {v!r}")
         _opt_str(self.reference, "reference"); _opt_str(self.direction, "direction")
-        if isinstance(self.ids, str): raise ValueError("ids must be a sequence of image ids, not one string")
-        ids = tuple(str(i) for i in self.ids)
-        dup = _first_duplicate(np.array(ids, dtype=object))
-        if dup is not None: raise ValueError(f"ids must be unique; {dup!r} repeats")
-        cs = tuple(self.concepts)
-        bad = [type(c).__name__ for c in cs if not isinstance(c, Concept)]
-        if bad: raise ValueError(f"concepts must be Concept objects, got {bad[0]}")
-        dup = _first_duplicate(np.array([c.key for c in cs], dtype=object))
-        if dup is not None: raise ValueError(f"concept keys must be unique; {dup!r} repeats")
-        n = len(ids)
-        for c in cs:
-            if c.size and c.members.max() >= n:
-                raise ValueError(f"concept {c.key!r}: member row {c.members.max()} is out of range for {n} images")
+        ids = _image_ids(self.ids)
+        cs = _concept_tuple(self.concepts, len(ids))
         config = self.config.to_dict() if isinstance(self.config, Config) else self.config
         for f, v in (("config", config), ("meta", self.meta)):
             if not isinstance(v, dict): raise ValueError(f"{f} must be a dict, got {type(v).__name__}")
@@ -225,6 +255,7 @@ def membership(self: Concepts) -> np.ndarray:
     for j, c in enumerate(self.concepts): out[c.members, j] = True
     return out
 
+# %% ../nbs/07_concepts.ipynb #230096ca
 @patch
 def assignment(self: Concepts) -> np.ndarray:
     "(N,) int64: the position of each image's concept, -1 for none; overlapping concepts raise `ValueError`."
@@ -238,6 +269,7 @@ def assignment(self: Concepts) -> np.ndarray:
     for j, c in enumerate(self.concepts): out[c.members] = j
     return out
 
+# %% ../nbs/07_concepts.ipynb #a694d6c9
 @patch
 def summary(self: Concepts) -> pd.DataFrame:
     """One row per concept: key, name, strength, size, grid_size, stability (NaN: not measured), flags (comma-separated),
@@ -251,6 +283,7 @@ def summary(self: Concepts) -> pd.DataFrame:
         rows.append(r)
     return pd.DataFrame(rows, columns=list(dict.fromkeys([*base, *(k for r in rows for k in r)])))
 
+# %% ../nbs/07_concepts.ipynb #98f4f4bd
 @patch
 def with_names(self: Concepts, names: dict) -> Concepts:
     "A copy with `names` (key -> name) applied; unknown keys raise `KeyError`."
@@ -259,16 +292,19 @@ def with_names(self: Concepts, names: dict) -> Concepts:
     return dataclasses.replace(self, concepts=tuple(dataclasses.replace(c, name=names.get(c.key, c.name))
                                                     for c in self.concepts))
 
+# %% ../nbs/07_concepts.ipynb #8a2707b2
 @patch
 def reported(self: Concepts) -> Concepts:
     "A copy with the unflagged concepts only: the default view of browser, report and CLI."
     return dataclasses.replace(self, concepts=tuple(c for c in self.concepts if not c.flagged))
 
+# %% ../nbs/07_concepts.ipynb #220fc3e6
 @patch
 def flagged(self: Concepts) -> Concepts:
     "A copy with the flagged concepts only (tiny, catch-all, unstable, ...), shown on request."
     return dataclasses.replace(self, concepts=tuple(c for c in self.concepts if c.flagged))
 
+# %% ../nbs/07_concepts.ipynb #7cd183fa
 @patch
 def top(self: Concepts, n: int) -> Concepts:
     "A copy with the `n` strongest concepts."
@@ -276,6 +312,7 @@ def top(self: Concepts, n: int) -> Concepts:
         raise ValueError(f"n must be a non-negative integer, got {n!r}")
     return dataclasses.replace(self, concepts=self.concepts[:int(n)])
 
+# %% ../nbs/07_concepts.ipynb #f02872f6
 @patch
 def __repr__(self: Concepts) -> str:
     where = repr(self.explained) + (f" vs {self.reference!r}" if self.reference else "") + (
@@ -330,11 +367,13 @@ def _arrays(self: Concepts) -> dict[str, np.ndarray]:
             "scores": _cat([np.full(c.size, np.nan) if c.scores is None else c.scores for c in cs], np.float64),
             "has_scores": np.array([c.scores is not None for c in cs], dtype=bool)}
 
+# %% ../nbs/07_concepts.ipynb #9ee7e2a2
 @patch
 def fingerprint(self: Concepts) -> str:
     "Short content hash of every field (equal objects have equal fingerprints; saving and loading keeps it)."
     return fingerprint({"record": self._record(), "arrays": {k: fingerprint(v) for k, v in self._arrays().items()}})
 
+# %% ../nbs/07_concepts.ipynb #e0d5e91d
 @patch
 def save(self: Concepts, path, *, overwrite: bool = False) -> Path:
     "Write the folder `path` (`concepts.json` + `arrays.npz`) atomically; an existing folder needs `overwrite=True`."
@@ -345,6 +384,7 @@ def save(self: Concepts, path, *, overwrite: bool = False) -> Path:
                                                 "provenance": provenance()})
     return path
 
+# %% ../nbs/07_concepts.ipynb #c4ba1be9
 @patch(cls_method=True)
 def load(cls: Concepts, path) -> Concepts:
     "Read a folder written by `Concepts.save`; missing files, an unknown format or altered content raise."
@@ -396,6 +436,19 @@ def _check_ids(have, want, what: str):
         raise ValueError(f"{what} is not row-aligned: row {r} has id {have[r]!r} where {want[r]!r} is expected "
                          f"({bad.size} rows differ)")
 
+def _with_extra(table: pd.DataFrame, extra, df: pd.DataFrame) -> pd.DataFrame:
+    "`table` with the columns of `extra` appended (row-aligned with the index `df`; its `id` column checked and dropped)."
+    if not isinstance(extra, pd.DataFrame): raise TypeError(f"extra must be a DataFrame, got {type(extra).__name__}")
+    extra = extra.reset_index(drop=True)
+    if "id" in extra.columns:
+        if "id" in df.columns: _check_ids(extra["id"], df["id"], "extra")
+        extra = extra.drop(columns="id")
+    if len(extra) != len(df): raise ValueError(f"extra has {len(extra)} rows but the index has {len(df)}")
+    clash = [c for c in extra.columns if c in table.columns]
+    if clash: raise ValueError(f"extra column(s) {clash} are already in the table; rename them")
+    return pd.concat([table, extra], axis=1)
+
+# %% ../nbs/07_concepts.ipynb #13099077
 def enrichment_table(index, label_names=(), extra: pd.DataFrame | None = None, *, drop=()) -> pd.DataFrame:
     """The columns of `index` worth testing for enrichment, `id` first (when present), label columns next.
 
@@ -427,16 +480,7 @@ def enrichment_table(index, label_names=(), extra: pd.DataFrame | None = None, *
         if c not in label_names and not pd.api.types.is_float_dtype(kind) and n_distinct == len(known): continue
         out[c] = s.to_numpy()
     table = pd.DataFrame(out, index=pd.RangeIndex(len(df)))
-    if extra is not None:
-        if not isinstance(extra, pd.DataFrame): raise TypeError(f"extra must be a DataFrame, got {type(extra).__name__}")
-        extra = extra.reset_index(drop=True)
-        if "id" in extra.columns:
-            if "id" in df.columns: _check_ids(extra["id"], df["id"], "extra")
-            extra = extra.drop(columns="id")
-        if len(extra) != len(df): raise ValueError(f"extra has {len(extra)} rows but the index has {len(df)}")
-        clash = [c for c in extra.columns if c in table.columns]
-        if clash: raise ValueError(f"extra column(s) {clash} are already in the table; rename them")
-        table = pd.concat([table, extra], axis=1)
+    if extra is not None: table = _with_extra(table, extra, df)
     return table
 
 # %% ../nbs/07_concepts.ipynb #6f1eedf4
@@ -512,6 +556,7 @@ def fisher_exact_two_sided(count_in, n_in, count_all, n_all) -> np.ndarray:
         p[right] = hypergeom.sf(a[right] - 1, M[right], k[right], n[right]) + hypergeom.cdf(x - 1, M[right], k[right], n[right])
     return np.clip(p, 0.0, 1.0).reshape(shape)
 
+# %% ../nbs/07_concepts.ipynb #332f8753
 def bh_adjust(p) -> np.ndarray:
     "Benjamini–Hochberg adjusted p-values (q); NaN entries stay NaN and do not count as tests."
     p = np.asarray(p, dtype=np.float64)
@@ -585,6 +630,7 @@ def column_words(column: str) -> str:
     "Plain words for a column name (`COLUMN_WORDS`, else underscores as spaces)."
     return COLUMN_WORDS.get(column, str(column).replace("_", " "))
 
+# %% ../nbs/07_concepts.ipynb #74666b95
 def level_words(column: str, levels: str, value: str, bins: int = 4) -> str:
     """Plain words for one tested value: "pacemaker", "view AP", "age 40-49", "high heart size" (numeric quantile
     bands: the first is low, the last high, the others lower- or upper-middle)."""
@@ -597,20 +643,12 @@ def level_words(column: str, levels: str, value: str, bins: int = 4) -> str:
             "lower-middle" if (q[0] + q[-1]) / 2 <= bins / 2 else "upper-middle")
     return f"{band} {w}"
 
+# %% ../nbs/07_concepts.ipynb #a92c251e
 def _kind_of(kinds: dict, column: str) -> str:
     return kinds.get(column) or IMAGE_STAT_KINDS.get(column, "other")
 
-def enrichment(concepts: Concepts, table: pd.DataFrame, *, kinds=None, columns=None, numeric_bins: int = 4,
-               max_levels: int = 30, correction: str = "fdr_bh", alpha: float = 0.05) -> pd.DataFrame:
-    """Over- and under-representation of every value of every column of `table` among each concept's members.
-
-    `table` is row-aligned with `concepts.ids` (e.g. `enrichment_table(store)`); `columns` defaults to all but `id`.
-    `kinds` maps columns to what they describe (`data.KINDS`, e.g. `store.kinds`; unknown columns are "other", the
-    image statistics "acquisition"). Returns `ENRICHMENT_COLUMNS`: the column's `kind`, how it was tested (`levels`),
-    the value, its `label` and plain `words`, counts and shares inside the concept and overall (known values only), `lift`, `effect`
-    (log2 odds ratio, +0.5 Haldane correction), Fisher's two-sided `p`, `q` corrected across all tests (`correction`:
-    'fdr_bh', 'bonferroni' or 'none') and `significant` (q < alpha)."""
-    from scipy import sparse
+def _enrichment_kinds(concepts, table, kinds, correction, numeric_bins, max_levels, alpha) -> dict:
+    "Raise on a bad argument of `enrichment`; return `kinds` as a checked dict."
     if not isinstance(concepts, Concepts): raise TypeError(f"concepts must be Concepts, got {type(concepts).__name__}")
     if not isinstance(table, pd.DataFrame): raise TypeError(f"table must be a DataFrame, got {type(table).__name__}")
     if correction not in CORRECTIONS: raise ValueError(f"correction must be one of {CORRECTIONS}, got {correction!r}")
@@ -625,12 +663,12 @@ def enrichment(concepts: Concepts, table: pd.DataFrame, *, kinds=None, columns=N
     N = concepts.n_images
     if len(table) != N: raise ValueError(f"the table has {len(table)} rows but the concepts refer to {N} images; pass a "
                                          "table row-aligned with concepts.ids")
-    table = table.reset_index(drop=True)
-    if "id" in table.columns: _check_ids(table["id"], concepts.ids, "the table")
-    columns = [c for c in table.columns if c != "id"] if columns is None else list(columns)
-    missing = [c for c in columns if c not in table.columns]
-    if missing: raise KeyError(f"column(s) {missing} not in the table; columns: {list(table.columns)}")
+    return kinds
 
+# %% ../nbs/07_concepts.ipynb #b7c08e1e
+def _column_tests(table: pd.DataFrame, columns, numeric_bins: int, max_levels: int):
+    """Every tested level of `columns`: `meta` (column position, name, how tested, value, label per level), the
+    known-value mask of each column, and the rows and level numbers of the level matrix."""
     meta, known_cols, level_rows, level_cols = [], [], [], []
     for ci, c in enumerate(columns):
         kind, known, codes, values, labels = column_levels(table[c], str(c), numeric_bins, max_levels)
@@ -638,9 +676,13 @@ def enrichment(concepts: Concepts, table: pd.DataFrame, *, kinds=None, columns=N
         r = np.flatnonzero(codes >= 0)
         level_rows.append(r); level_cols.append(codes[r] + len(meta))
         meta += [(ci, str(c), kind, v, l) for v, l in zip(values, labels)]
-    K, T = len(concepts), len(meta)
-    empty = pd.DataFrame({k: pd.Series(dtype=t) for k, t in zip(ENRICHMENT_COLUMNS, [str] * 7 + [int] * 2 + [float] + [int] * 2 + [float] * 5 + [bool])})
-    if K == 0 or T == 0: return empty
+    return meta, known_cols, level_rows, level_cols
+
+def _test_counts(concepts: Concepts, meta, known_cols, level_rows, level_cols):
+    """K x T counts of every (concept, level) test: members with the level, members with a known value, all images
+    with the level and all images with a known value."""
+    from scipy import sparse
+    N, K, T = concepts.n_images, len(concepts), len(meta)
     col_of = np.array([m[0] for m in meta], dtype=np.int64)
     X = sparse.csc_matrix((np.ones(sum(map(len, level_rows))), (np.concatenate(level_rows), np.concatenate(level_cols))),
                           shape=(N, T))
@@ -652,14 +694,41 @@ def enrichment(concepts: Concepts, table: pd.DataFrame, *, kinds=None, columns=N
     n_in = np.rint(Msp @ Kn).astype(np.int64)[:, col_of]                          # K x T
     count_all = np.rint(np.asarray(X.sum(0))).astype(np.int64).ravel()            # T
     n_all = Kn.sum(0).astype(np.int64)[col_of]                                    # T
-    count_all, n_all = np.broadcast_to(count_all, (K, T)), np.broadcast_to(n_all, (K, T))
+    return count_in, n_in, np.broadcast_to(count_all, (K, T)), np.broadcast_to(n_all, (K, T))
+
+def _corrected(p: np.ndarray, correction: str) -> np.ndarray:
+    "The p-values corrected for multiple tests ('fdr_bh', 'bonferroni' or 'none')."
+    if correction == "fdr_bh": return bh_adjust(p)
+    if correction == "bonferroni": return np.minimum(p * len(p), 1.0)
+    return p.copy()
+
+# %% ../nbs/07_concepts.ipynb #09a7f6ae
+def enrichment(concepts: Concepts, table: pd.DataFrame, *, kinds=None, columns=None, numeric_bins: int = 4,
+               max_levels: int = 30, correction: str = "fdr_bh", alpha: float = 0.05) -> pd.DataFrame:
+    """Over- and under-representation of every value of every column of `table` among each concept's members.
+
+    `table` is row-aligned with `concepts.ids` (e.g. `enrichment_table(store)`); `columns` defaults to all but `id`.
+    `kinds` maps columns to what they describe (`data.KINDS`, e.g. `store.kinds`; unknown columns are "other", the
+    image statistics "acquisition"). Returns `ENRICHMENT_COLUMNS`: the column's `kind`, how it was tested (`levels`),
+    the value, its `label` and plain `words`, counts and shares inside the concept and overall (known values only), `lift`, `effect`
+    (log2 odds ratio, +0.5 Haldane correction), Fisher's two-sided `p`, `q` corrected across all tests (`correction`:
+    'fdr_bh', 'bonferroni' or 'none') and `significant` (q < alpha)."""
+    kinds = _enrichment_kinds(concepts, table, kinds, correction, numeric_bins, max_levels, alpha)
+    table = table.reset_index(drop=True)
+    if "id" in table.columns: _check_ids(table["id"], concepts.ids, "the table")
+    columns = [c for c in table.columns if c != "id"] if columns is None else list(columns)
+    missing = [c for c in columns if c not in table.columns]
+    if missing: raise KeyError(f"column(s) {missing} not in the table; columns: {list(table.columns)}")
+    meta, known_cols, level_rows, level_cols = _column_tests(table, columns, numeric_bins, max_levels)
+    K, T = len(concepts), len(meta)
+    empty = pd.DataFrame({k: pd.Series(dtype=t) for k, t in zip(ENRICHMENT_COLUMNS, [str] * 7 + [int] * 2 + [float] + [int] * 2 + [float] * 5 + [bool])})
+    if K == 0 or T == 0: return empty
+    count_in, n_in, count_all, n_all = _test_counts(concepts, meta, known_cols, level_rows, level_cols)
     keep = (n_in > 0) & (count_all > 0) & (count_all < n_all)                     # a test needs members and variation
     kk, tt = np.nonzero(keep)
     a, n, k, M = count_in[kk, tt], n_in[kk, tt], count_all[kk, tt], n_all[kk, tt]
     p = fisher_exact_two_sided(a, n, k, M)
-    if correction == "fdr_bh": q = bh_adjust(p)
-    elif correction == "bonferroni": q = np.minimum(p * len(p), 1.0)
-    else: q = p.copy()
+    q = _corrected(p, correction)
     b, c_, d = n - a, k - a, M - n - k + a
     effect = np.log2((a + 0.5) * (d + 0.5) / ((b + 0.5) * (c_ + 0.5)))
     share_in, share_all = a / n, k / M
@@ -683,6 +752,7 @@ def describe_concept(enrichment_df: pd.DataFrame, key: str, n: int = 1, min_lift
     return "; ".join(f"{r.kind}: {r.words} ({100 * r.share_in:.0f} % vs {100 * r.share_all:.0f} %)"
                      for r in df.head(n).itertuples())
 
+# %% ../nbs/07_concepts.ipynb #bf9c7f20
 def name_concepts(concepts: Concepts, enrichment_df: pd.DataFrame, n: int = 2, min_lift: float = 1.0) -> Concepts:
     "A copy of `concepts` whose empty names are filled with `describe_concept(enrichment_df, key, n, min_lift)` (where not empty)."
     names = {c.key: describe_concept(enrichment_df, c.key, n, min_lift) for c in concepts if not c.name}

@@ -307,6 +307,7 @@ def _resolve_salt(salt=None) -> str:
     if salt is not None: return str(salt)
     return os.environ.get(PATIENT_SALT_ENV) or secrets.token_hex(16)
 
+# %% ../nbs/01_data.ipynb #e0fdb19a
 _AGE_UNITS = {"D": 1 / 365.25, "W": 7 / 365.25, "M": 1 / 12, "Y": 1.0}
 
 def parse_age(value) -> float:
@@ -404,6 +405,7 @@ def check_kinds(mapping, columns) -> dict[str, str]:
         if k not in KINDS: raise ValueError(f"unknown kind {k!r} for column {c!r}; kinds: {KINDS}")
     return dict(mapping)
 
+# %% ../nbs/01_data.ipynb #199b0614
 def column_kinds(columns, label_names=(), declared=None) -> dict[str, str]:
     "A kind for each of `columns`: `declared`, else `DEFAULT_KINDS` by normalised name, else 'finding' for labels, else 'other'."
     cols, labels = list(columns), set(label_names)
@@ -727,6 +729,44 @@ def _json_value(v):
     if isinstance(v, (int, float, bool, str)): return v
     return str(v)
 
+# %% ../nbs/01_data.ipynb #e5a5289f
+def _checked_labels(index, label_names) -> list[str]:
+    "The label names as strings, once `index` is a DataFrame with `id`, `path` and every label column."
+    if not isinstance(index, pd.DataFrame): raise TypeError(f"index must be a pandas DataFrame, got {type(index).__name__}")
+    missing = [c for c in ("id", "path") if c not in index.columns]
+    if missing: raise ValueError(f"index lacks required column(s) {missing}; it has {list(index.columns)}")
+    label_names = [str(n) for n in label_names]
+    if len(set(label_names)) != len(label_names): raise ValueError(f"duplicate label names in {label_names}")
+    clash = [n for n in label_names if n in CANONICAL]
+    if clash: raise ValueError(f"label names {clash} clash with the canonical columns {CANONICAL}")
+    absent = [n for n in label_names if n not in index.columns]
+    if absent: raise ValueError(f"label column(s) {absent} not in the index; columns: {list(index.columns)}")
+    return label_names
+
+def _unique_ids(df: pd.DataFrame, on_error: str, probs) -> tuple[pd.DataFrame, pd.Series]:
+    "(`df`, its stripped ids) without duplicated ids: they raise, or (`on_error='skip'`) all but the first are recorded."
+    ids = df["id"].map(lambda v: "" if _is_blank(v) else str(v).strip())
+    if (ids == "").any(): raise ValueError(f"blank id(s) at index rows {np.flatnonzero((ids == '').to_numpy())[:10].tolist()}")
+    dup = ids.duplicated(keep=False)
+    if dup.any():
+        names = sorted(set(ids[dup]))
+        if on_error == "raise":
+            raise ValueError(f"{len(names)} duplicated id(s): {names[:20]}{' ...' if len(names) > 20 else ''}")
+        first = ids.duplicated(keep="first")
+        for i in np.flatnonzero(first.to_numpy()):
+            probs(f"duplicate id {ids.iloc[i]!r}", path=df["path"].iloc[i])
+        df, ids = df.loc[~first.to_numpy()].reset_index(drop=True), ids[~first].reset_index(drop=True)
+    return df, ids
+
+def _label_values(df: pd.DataFrame, n: str) -> np.ndarray:
+    "Label column `n` as floats, once every value is 1, 0 or NaN."
+    try: v = pd.to_numeric(df[n], errors="raise").astype(np.float64)
+    except (TypeError, ValueError) as e: raise ValueError(f"label column {n!r} is not numeric ({e})") from e
+    bad = v.notna() & ~v.isin([0.0, 1.0])
+    if bad.any(): raise ValueError(f"label column {n!r} holds {sorted(set(v[bad]))[:5]}; labels are 1, 0 or NaN")
+    return v.to_numpy()
+
+# %% ../nbs/01_data.ipynb #2847888f
 class CXRDataset:
     """Chest X-ray images on disk with ids, patient ids, labels (NaN = unknown) and acquisition metadata.
 
@@ -737,27 +777,8 @@ class CXRDataset:
     def __init__(self, index: pd.DataFrame, label_names=(), *, root=None, skipped=None, name: str = "",
                  on_error: str = "raise", unreferenced: int = 0, kinds: dict | None = None):
         probs = _Problems(on_error)
-        if not isinstance(index, pd.DataFrame): raise TypeError(f"index must be a pandas DataFrame, got {type(index).__name__}")
-        missing = [c for c in ("id", "path") if c not in index.columns]
-        if missing: raise ValueError(f"index lacks required column(s) {missing}; it has {list(index.columns)}")
-        label_names = [str(n) for n in label_names]
-        if len(set(label_names)) != len(label_names): raise ValueError(f"duplicate label names in {label_names}")
-        clash = [n for n in label_names if n in CANONICAL]
-        if clash: raise ValueError(f"label names {clash} clash with the canonical columns {CANONICAL}")
-        absent = [n for n in label_names if n not in index.columns]
-        if absent: raise ValueError(f"label column(s) {absent} not in the index; columns: {list(index.columns)}")
-        df = index.reset_index(drop=True)
-        ids = df["id"].map(lambda v: "" if _is_blank(v) else str(v).strip())
-        if (ids == "").any(): raise ValueError(f"blank id(s) at index rows {np.flatnonzero((ids == '').to_numpy())[:10].tolist()}")
-        dup = ids.duplicated(keep=False)
-        if dup.any():
-            names = sorted(set(ids[dup]))
-            if on_error == "raise":
-                raise ValueError(f"{len(names)} duplicated id(s): {names[:20]}{' ...' if len(names) > 20 else ''}")
-            first = ids.duplicated(keep="first")
-            for i in np.flatnonzero(first.to_numpy()):
-                probs(f"duplicate id {ids.iloc[i]!r}", path=df["path"].iloc[i])
-            df, ids = df.loc[~first.to_numpy()].reset_index(drop=True), ids[~first].reset_index(drop=True)
+        label_names = _checked_labels(index, label_names)
+        df, ids = _unique_ids(index.reset_index(drop=True), on_error, probs)
         blank = df["path"].map(_is_blank).to_numpy()
         if blank.any(): raise ValueError(f"blank path(s) for id(s) {ids[blank].tolist()[:10]}")
         self.root = None if root is None else Path(os.path.abspath(Path(root).expanduser()))
@@ -767,12 +788,7 @@ class CXRDataset:
         pid = [i if _is_blank(p) else str(p).strip() for p, i in zip(pid, ids)]
         out = pd.DataFrame({"id": pd.array(ids.tolist(), dtype="str"), "path": pd.array(paths, dtype="str"),
                             "patient_id": pd.array(pid, dtype="str")})
-        for n in label_names:
-            try: v = pd.to_numeric(df[n], errors="raise").astype(np.float64)
-            except (TypeError, ValueError) as e: raise ValueError(f"label column {n!r} is not numeric ({e})") from e
-            bad = v.notna() & ~v.isin([0.0, 1.0])
-            if bad.any(): raise ValueError(f"label column {n!r} holds {sorted(set(v[bad]))[:5]}; labels are 1, 0 or NaN")
-            out[n] = v.to_numpy()
+        for n in label_names: out[n] = _label_values(df, n)
         for c in df.columns:
             if c in CANONICAL or c in label_names: continue
             out[str(c)] = _tidy(df[c]) if df[c].dtype == object else df[c]
@@ -799,36 +815,43 @@ def index(self: CXRDataset) -> pd.DataFrame:
     "The full table: `id`, `path`, `patient_id`, label columns, metadata columns."
     return self._index.copy(deep=False)
 
+# %% ../nbs/01_data.ipynb #df8e232e
 @patch(as_prop=True)
 def ids(self: CXRDataset) -> list[str]:
     "Image ids, in row order."
     return self._index["id"].tolist()
 
+# %% ../nbs/01_data.ipynb #804e5723
 @patch(as_prop=True)
 def paths(self: CXRDataset) -> list[str]:
     "Absolute image paths, in row order."
     return self._index["path"].tolist()
 
+# %% ../nbs/01_data.ipynb #c94b2feb
 @patch(as_prop=True)
 def patient_ids(self: CXRDataset) -> np.ndarray:
     "Patient id of every row."
     return self._index["patient_id"].to_numpy(dtype=object)
 
+# %% ../nbs/01_data.ipynb #8a37291d
 @patch(as_prop=True)
 def label_names(self: CXRDataset) -> list[str]:
     "Names of the label columns."
     return list(self._labels)
 
+# %% ../nbs/01_data.ipynb #f1b4aed8
 @patch(as_prop=True)
 def labels(self: CXRDataset) -> pd.DataFrame:
     "N x L float table of labels (1, 0, NaN = unknown)."
     return self._index[list(self._labels)].copy(deep=False)
 
+# %% ../nbs/01_data.ipynb #35949b3c
 @patch(as_prop=True)
 def meta(self: CXRDataset) -> pd.DataFrame:
     "The metadata columns (everything but ids, paths, patient ids and labels)."
     return self._index[list(self._meta)].copy(deep=False)
 
+# %% ../nbs/01_data.ipynb #4bc2da8f
 @patch(as_prop=True)
 def kinds(self: CXRDataset) -> dict[str, str]:
     "The kind (one of `KINDS`) of every label and metadata column, in column order."
@@ -848,6 +871,7 @@ def image(self: CXRDataset, i: int, *, window=None) -> np.ndarray:
     "Decode image `i` (float32 H x W in [0, 1])."
     return read_image(self._index["path"].iat[self._pos(i)], window=window)
 
+# %% ../nbs/01_data.ipynb #1317de04
 @patch
 def row(self: CXRDataset, i: int) -> dict:
     "Row `i` as a plain dict (NaN for unknown values)."
@@ -859,6 +883,7 @@ def __getitem__(self: CXRDataset, i):
     "`(image, row dict)` for row `i`."
     return self.image(i), self.row(i)
 
+# %% ../nbs/01_data.ipynb #c9cab519
 @patch
 def subset(self: CXRDataset, indices, name: str | None = None) -> CXRDataset:
     "A new dataset with the rows `indices` (ints, a boolean mask or a slice), in that order; `skipped` and `kinds` are kept."
@@ -881,6 +906,7 @@ def label_counts(self: CXRDataset) -> pd.DataFrame:
     return pd.DataFrame({"positive": (lab == 1).sum(), "negative": (lab == 0).sum(), "unknown": lab.isna().sum()},
                         index=pd.Index(list(self._labels), name="label")).astype(int)
 
+# %% ../nbs/01_data.ipynb #81daf8cd
 @patch
 def relative_path(self: CXRDataset, p: str, start=None, up: bool = False) -> str:
     "`p` relative to `start` (default: the root) with '/' separators; absolute when outside it (unless `up`)."
@@ -891,6 +917,7 @@ def relative_path(self: CXRDataset, p: str, start=None, up: bool = False) -> str
     if rel.startswith("..") and not up: return Path(p).as_posix()
     return PurePosixPath(*Path(rel).parts).as_posix()
 
+# %% ../nbs/01_data.ipynb #3f865950
 @patch
 def fingerprint(self: CXRDataset) -> str:
     "Content hash of ids, paths relative to the root, labels and metadata (patient ids excluded: salts vary)."
@@ -900,6 +927,7 @@ def fingerprint(self: CXRDataset) -> str:
                "values": [[_json_value(v) for v in df[c].tolist()] for c in cols]}
     return fingerprint(payload)
 
+# %% ../nbs/01_data.ipynb #9f1171ff
 @patch
 def to_csv(self: CXRDataset, path) -> Path:
     "Write the dataset in medinterp's generic CSV format (paths relative to the CSV's folder); returns the path."
@@ -912,6 +940,7 @@ def to_csv(self: CXRDataset, path) -> Path:
     buf = io.StringIO(); out.to_csv(buf, index=False, lineterminator="\n")
     return write_text_atomic(path, buf.getvalue())
 
+# %% ../nbs/01_data.ipynb #db4578bd
 @patch
 def __repr__(self: CXRDataset) -> str:
     n, L = len(self), len(self._labels)
@@ -986,6 +1015,40 @@ def _declared_kinds(frame: pd.DataFrame, kinds=None, sidecar=None) -> dict[str, 
     out.update(check_kinds(kinds, cols))
     return out
 
+# %% ../nbs/01_data.ipynb #d889be3b
+def _resolve_rows(frame: pd.DataFrame, rows, bases, fmt: str, by_name, probs) -> tuple[list[int], list[str]]:
+    "(positions of the rows whose file was found, their absolute paths); the others are recorded in `probs`."
+    pos, paths = [], []
+    for j, (r, rel) in enumerate(zip(rows, frame["path"])):
+        try: found = _resolve(str(rel), bases, fmt, by_name)
+        except ValueError as e: probs(str(e), path=rel, row=r, image_error=True); continue
+        if found is None:
+            where = " or ".join(str(b) for b in bases)
+            probs(f"file not found (looked for {rel!r} under {where})", path=Path(bases[0]) / str(rel), row=r,
+                  image_error=True)
+            continue
+        pos.append(j); paths.append(os.path.normpath(os.path.abspath(found)))
+    return pos, paths
+
+def _drop_duplicate_ids(df: pd.DataFrame, rows: list, on_error: str, csv_name: str, probs):
+    "(`df`, `rows`) with the first row of each id only; duplicates raise when `on_error='raise'`."
+    ids = df["id"]
+    dup = ids.duplicated(keep="first").to_numpy()
+    if not dup.any(): return df, rows
+    names = sorted(set(ids[ids.duplicated(keep=False).to_numpy()]))
+    if on_error == "raise":
+        at = [r for r, i in zip(rows, ids) if i in set(names) and r is not None]
+        raise ValueError(f"{csv_name or 'dataset'}: {len(names)} duplicated id(s) {names[:20]}"
+                         + (f" (rows {at[:20]})" if at else ""))
+    first = {}
+    for r, i in zip(rows, ids): first.setdefault(i, r)
+    for j in np.flatnonzero(dup):
+        i = ids.iat[j]
+        probs(f"duplicate id {i!r}" + (f" (first at row {first[i]})" if first[i] is not None else ""),
+              path=df["path"].iat[j], row=rows[j])
+    return df.iloc[np.flatnonzero(~dup)], [r for r, d in zip(rows, dup) if not d]
+
+# %% ../nbs/01_data.ipynb #c35dac4a
 @patch(cls_method=True)
 def _assemble(cls: CXRDataset, frame: pd.DataFrame, *, bases, scan_root=None, fmt: str, csv_name: str = "",
               on_error="raise", min_size=64, verify="full", patient_salt=None, name="", progress=None, root=None,
@@ -1000,34 +1063,11 @@ def _assemble(cls: CXRDataset, frame: pd.DataFrame, *, bases, scan_root=None, fm
     if fmt == "nih" and scanned is not None:
         by_name = {}
         for s in scanned: by_name.setdefault(s.name, []).append(s)
-    pos, paths = [], []
-    for j, (r, rel) in enumerate(zip(rows, frame["path"])):
-        try: found = _resolve(str(rel), bases, fmt, by_name)
-        except ValueError as e: probs(str(e), path=rel, row=r, image_error=True); continue
-        if found is None:
-            where = " or ".join(str(b) for b in bases)
-            probs(f"file not found (looked for {rel!r} under {where})", path=Path(bases[0]) / str(rel), row=r,
-                  image_error=True)
-            continue
-        pos.append(j); paths.append(os.path.normpath(os.path.abspath(found)))
+    pos, paths = _resolve_rows(frame, rows, bases, fmt, by_name, probs)
     df = frame.iloc[pos].copy()
     rows = [rows[j] for j in pos]
     df["path"] = pd.array(paths, dtype="str")
-    ids = df["id"]
-    dup = ids.duplicated(keep="first").to_numpy()
-    if dup.any():
-        names = sorted(set(ids[ids.duplicated(keep=False).to_numpy()]))
-        if on_error == "raise":
-            at = [r for r, i in zip(rows, ids) if i in set(names) and r is not None]
-            raise ValueError(f"{csv_name or 'dataset'}: {len(names)} duplicated id(s) {names[:20]}"
-                             + (f" (rows {at[:20]})" if at else ""))
-        first = {}
-        for r, i in zip(rows, ids): first.setdefault(i, r)
-        for j in np.flatnonzero(dup):
-            i = ids.iat[j]
-            probs(f"duplicate id {i!r}" + (f" (first at row {first[i]})" if first[i] is not None else ""),
-                  path=df["path"].iat[j], row=rows[j])
-        df, rows = df.iloc[np.flatnonzero(~dup)], [r for r, d in zip(rows, dup) if not d]
+    df, rows = _drop_duplicate_ids(df, rows, on_error, csv_name, probs)
     salt = _resolve_salt(patient_salt)
     keep, metas = _verify_all(df["path"].tolist(), rows, verify, min_size, salt, probs, progress)
     df = df.iloc[keep]
@@ -1096,6 +1136,7 @@ def from_rsna(cls: CXRDataset, images_dir, labels_csv, detailed_class_info=None,
     kwargs.setdefault("name", "rsna")
     return cls.from_folder(images_dir, labels_csv, format="rsna", detailed_class_info=detailed_class_info, **kwargs)
 
+# %% ../nbs/01_data.ipynb #3c3a6e75
 @patch(cls_method=True)
 def from_chexpert(cls: CXRDataset, root, csv=None, uncertain: str = "nan", **kwargs) -> CXRDataset:
     """CheXpert: `root` is the folder holding `CheXpert-v1.0-small` (or that folder itself); `csv` defaults to its
@@ -1108,6 +1149,7 @@ def from_chexpert(cls: CXRDataset, root, csv=None, uncertain: str = "nan", **kwa
     kwargs.setdefault("name", "chexpert")
     return cls.from_folder(root, csv, format="chexpert", uncertain=uncertain, **kwargs)
 
+# %% ../nbs/01_data.ipynb #e5564347
 @patch(cls_method=True)
 def from_nih(cls: CXRDataset, images_dir, csv=None, **kwargs) -> CXRDataset:
     "NIH ChestX-ray14: images anywhere under `images_dir` (e.g. `images_00N/images/`); `csv` defaults to `Data_Entry_2017*.csv` there."
@@ -1119,6 +1161,7 @@ def from_nih(cls: CXRDataset, images_dir, csv=None, **kwargs) -> CXRDataset:
     kwargs.setdefault("name", "nih")
     return cls.from_folder(images_dir, csv, format="nih", **kwargs)
 
+# %% ../nbs/01_data.ipynb #bd6e5ccb
 @patch(cls_method=True)
 def from_csv(cls: CXRDataset, csv, images_dir=None, **kwargs) -> CXRDataset:
     "A dataset from a label CSV alone: paths resolve against the CSV's folder (and `images_dir` if given)."
@@ -1143,6 +1186,7 @@ def cxr_demo_dir(full: bool = False) -> Path | None:
     if env: warnings.warn(f"${CXR_DEMO_ENV}={env} has no metadata.csv and no other cxr-demo folder was found")
     return None
 
+# %% ../nbs/01_data.ipynb #1fd658ec
 @patch(cls_method=True)
 def from_cxr_demo(cls: CXRDataset, root=None, **kwargs) -> CXRDataset:
     "The cxr-demo set from `root` (default: `cxr_demo_dir()`, the 241 images in the repository)."

@@ -155,9 +155,11 @@ def store(self: Study) -> ActivationStore:
         self.__dict__["store"] = ActivationStore.open(self.activations_dir)
     return self.__dict__["store"]
 
+# %% ../nbs/13_study.ipynb #65feb5f1
 @patch(as_prop=True)
 def has_store(self: Study) -> bool: return (self.activations_dir / "manifest.json").is_file()
 
+# %% ../nbs/13_study.ipynb #be87fe25
 @patch
 def extract(self: Study, dataset, backbone, layers=None, *, pooling=("cls", "mean"), progress: bool = True,
             **kwargs) -> ActivationStore:
@@ -170,6 +172,7 @@ def extract(self: Study, dataset, backbone, layers=None, *, pooling=("cls", "mea
     write_images(self, dataset, progress=progress)
     return self.store
 
+# %% ../nbs/13_study.ipynb #4aa598ed
 @patch(as_prop=True)
 def images(self: Study) -> pd.DataFrame:
     "`images.csv`: id, image_mean, image_std, error (one row per store row)."
@@ -178,6 +181,7 @@ def images(self: Study) -> pd.DataFrame:
     df["error"] = df["error"].fillna("")
     return df
 
+# %% ../nbs/13_study.ipynb #86575acc
 @patch(as_prop=True)
 def thumbnails(self: Study) -> np.ndarray:
     "N x s x s uint8 thumbnails, one per store row (memory-mapped)."
@@ -186,6 +190,7 @@ def thumbnails(self: Study) -> np.ndarray:
         self.__dict__["thumbnails"] = np.load(self.thumbnails_path, mmap_mode="r")
     return self.__dict__["thumbnails"]
 
+# %% ../nbs/13_study.ipynb #e7a975fb
 @patch
 def image(self: Study, row: int) -> np.ndarray:
     """Store row `row`'s image at full size from its original file when that is still where the store says, else the
@@ -212,6 +217,7 @@ def metadata(self: Study) -> pd.DataFrame:
     from medinterp.concepts import enrichment_table
     return enrichment_table(self.store.index, self.store.label_names, _image_extra(self))
 
+# %% ../nbs/13_study.ipynb #81c44cb3
 @patch
 def run_rdx(self: Study, config: RDXConfig | None = None, layers=None, *, k: int = 10, progress: bool = True,
             **kwargs) -> Sweep:
@@ -222,17 +228,20 @@ def run_rdx(self: Study, config: RDXConfig | None = None, layers=None, *, k: int
     _write_csv_atomic(self.overview_path, table)
     return sweep
 
+# %% ../nbs/13_study.ipynb #2e143c7b
 @patch(as_prop=True)
 def sweep(self: Study) -> Sweep | None:
     "The RDX `Sweep` in `rdx/`, or None before `run_rdx`."
     return Sweep.open(self.rdx_dir) if (self.rdx_dir / "sweep.json").is_file() else None
 
+# %% ../nbs/13_study.ipynb #34eb96f5
 @patch
 def overview(self: Study) -> pd.DataFrame:
     "The layer overview table (pair, layer_a, layer_b, n, cka, knn_overlap, mean_abs_delta) written by `run_rdx`."
     if not self.overview_path.is_file(): raise FileNotFoundError(f"the study {self.path} has no overview.csv: run study.run_rdx()")
     return pd.read_csv(self.overview_path)
 
+# %% ../nbs/13_study.ipynb #73d1e9a9
 @patch
 def representation(self: Study, layer: str, rows=None) -> np.ndarray:
     """Layer `layer` as float64 rows (default: the sweep's rows, with the sweep's pooling; without a sweep, every valid
@@ -262,6 +271,7 @@ def audit(self: Study, *, min_positives: int = 10, threshold: float = 0.5) -> co
         self.__dict__[key] = a
     return self.__dict__[key]
 
+# %% ../nbs/13_study.ipynb #ac193e68
 def _checked_columns(audit, label: str) -> list[str]:
     """The columns a result about `label` is checked against: its flagged confounds and every source column; source
     columns first, medinterp's own (`data.BASE_META`, e.g. `source`) before a collection's extra ones."""
@@ -288,6 +298,7 @@ def _members_mask(concepts: Concepts, key: str) -> np.ndarray:
     mask[concepts[key].members] = True
     return mask
 
+# %% ../nbs/13_study.ipynb #d95a4bbd
 @patch
 def findings(self: Study, *, min_positives: int = 10, threshold: float = 0.5, **kwargs) -> pd.DataFrame:
     """`sweep.findings` (kwargs) for the labels the audit tests, with `explained_by` / `explanation`: whether each
@@ -363,6 +374,7 @@ def _sae_significance(F: np.ndarray, meta: pd.DataFrame, audit) -> pd.DataFrame:
     sig["explained_by"], sig["explanation"] = [w[0] for w in why], [w[1] for w in why]
     return sig[list(SIGNIFICANCE_COLUMNS)]
 
+# %% ../nbs/13_study.ipynb #32c8677e
 def _evaluate_sae(sae: SAE, store: ActivationStore, layer: str, pooling: str, rows: np.ndarray, namer, top: int, audit):
     """(named Concepts, comparison table, names, significance) of a trained `sae` on the store rows `rows`; labels
     the audit does not test (too few positives) are left out of the comparison and the significance."""
@@ -388,6 +400,7 @@ def _evaluate_sae(sae: SAE, store: ActivationStore, layer: str, pooling: str, ro
     names = {j: {"concept": n.concept, "description": n.description, "evidence": n.evidence} for j, n in names.items()}
     return concepts, comparison, names, _sae_significance(F, table, audit)
 
+# %% ../nbs/13_study.ipynb #be865b44
 def _default_run_name(layer: str, pooling: str, config: SAEConfig) -> str:
     sparsity = f"l1{config.l1:g}" if config.architecture == "relu" else f"k{config.k}"
     return f"{layer}-{pooling}-{config.architecture}-x{config.expansion}-{sparsity}"
@@ -433,12 +446,14 @@ def train_sae(self: Study, layer: str | None = None, config: SAEConfig | None = 
         if staging.exists(): shutil.rmtree(staging, ignore_errors=True)
     return SAERun(folder, json.loads((folder / SAE_RUN_FILE).read_text(encoding="utf-8")))
 
+# %% ../nbs/13_study.ipynb #a8087dfe
 @patch(as_prop=True)
 def saes(self: Study) -> list[str]:
     "Names of the finished SAE runs in `sae/`."
     if not self.sae_dir.is_dir(): return []
     return sorted(p.name for p in self.sae_dir.iterdir() if (p / SAE_RUN_FILE).is_file())
 
+# %% ../nbs/13_study.ipynb #dab2be68
 @patch
 def sae_run(self: Study, name: str | None = None) -> SAERun:
     "The SAE run `name` (default: the only one, or the first by name)."
@@ -504,6 +519,7 @@ def browse(self: Study, **kwargs):
     from medinterp.browser import Browser
     return Browser(self, **kwargs)
 
+# %% ../nbs/13_study.ipynb #05135360
 @patch
 def export_html(self: Study, path=None, **kwargs) -> Path:
     "Write the self-contained HTML report (default `<study>/report.html`); see `medinterp.report.export_html`."

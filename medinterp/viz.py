@@ -78,6 +78,7 @@ def png_bytes(arr) -> bytes:
     Image.fromarray(np.ascontiguousarray(a)).save(buf, format="PNG", compress_level=6)
     return buf.getvalue()
 
+# %% ../nbs/12_viz.ipynb #7f132055
 def data_uri(arr) -> str:
     "`data:image/png;base64,...` URI of `png_bytes(arr)`."
     return "data:image/png;base64," + base64.b64encode(png_bytes(arr)).decode("ascii")
@@ -101,6 +102,7 @@ def _sample(scale, t) -> np.ndarray:
 
 def _hex(rgb) -> list[str]: return ["#%02x%02x%02x" % tuple(int(v) for v in c) for c in rgb]
 
+# %% ../nbs/12_viz.ipynb #54cc0b4c
 def _delta_t(values, vmax) -> np.ndarray:
     v = np.asarray(values, np.float64).ravel()
     if vmax is None:
@@ -109,15 +111,16 @@ def _delta_t(values, vmax) -> np.ndarray:
     if not (math.isfinite(vmax) and vmax > 0): raise ValueError(f"vmax must be a positive number, got {vmax!r}")
     return 0.5 + 0.5 * np.clip(v / vmax, -1.0, 1.0)
 
+def delta_colors(values, vmax: float | None = None) -> list[str]:
+    "Hex colours of Δ `values` on `DELTA_COLORSCALE` (−vmax blue, 0 white, +vmax red; None: max |value|)."
+    return _hex(_sample(DELTA_COLORSCALE, _delta_t(values, vmax)))
+
+# %% ../nbs/12_viz.ipynb #be8c6002
 def _rank_t(ranks, n: int) -> np.ndarray:
     r = np.asarray(ranks, np.float64).ravel()
     if int(n) != n or n < 1: raise ValueError(f"n must be a positive integer (the number of images), got {n!r}")
     if n < 2: return np.where(np.isnan(r), np.nan, 0.0)
     return np.log1p(np.clip(r, 0, n - 1)) / math.log(n)
-
-def delta_colors(values, vmax: float | None = None) -> list[str]:
-    "Hex colours of Δ `values` on `DELTA_COLORSCALE` (−vmax blue, 0 white, +vmax red; None: max |value|)."
-    return _hex(_sample(DELTA_COLORSCALE, _delta_t(values, vmax)))
 
 def rank_colors(ranks, n: int) -> list[str]:
     "Hex colours of neighbour `ranks` (0..n−1) on `RANK_COLORSCALE`, log scale: near = dark green, far = pale."
@@ -135,6 +138,7 @@ def _caption_font():
 
 def _line_height(font) -> int: return font.getbbox("Ag|")[3] + 3
 
+# %% ../nbs/12_viz.ipynb #1ac9a458
 _SPELL = {"Δ": "delta", "−": "-", "–": "-", "—": "-", "…": "...", "→": "->"}
 
 @functools.lru_cache(maxsize=1024)
@@ -157,6 +161,7 @@ def _draw_text(draw, xy, text: str, width: float, fill=_INK):
     font = _caption_font()
     draw.text(xy, _fit_text(font, text, width), font=font, fill=fill)
 
+# %% ../nbs/12_viz.ipynb #1730d1fd
 def _gradient(scale, width: int, height: int) -> np.ndarray:
     return np.repeat(_sample(scale, np.linspace(0, 1, width))[None], height, axis=0)
 
@@ -212,6 +217,7 @@ def _draw_frame(canvas: np.ndarray, y0: int, x0: int, y1: int, x1: int, w: int, 
     canvas[y0:y0 + w, x0:x1] = c; canvas[y1 - w:y1, x0:x1] = c
     canvas[y0:y1, x0:x0 + w] = c; canvas[y0:y1, x1 - w:x1] = c
 
+# %% ../nbs/12_viz.ipynb #3cea668a
 def grid_image(images, ncols: int = 4, captions=None, highlight=None, pad: int = 2) -> np.ndarray:
     "RGB uint8 grid of `images` (row-major, `ncols` wide), with optional `captions` and `highlight`ed tiles."
     from PIL import Image, ImageDraw
@@ -264,6 +270,7 @@ def _snapshot_n(snap, n, n_images) -> int:
     ranks = np.concatenate([np.r_[r.rank_before, r.rank_after] for r in snap.rows] + [np.zeros(1)])
     return int(np.nanmax(ranks)) + 1
 
+# %% ../nbs/12_viz.ipynb #64c7a4ad
 def snapshot_scale(snap) -> float:
     """The Δ scale of a snapshot's bars: the largest |Δ| of its shown images, rounded up to two significant digits
     (1.0, Δ's bound, when nothing moved). Realistic Δ are small, so on ±1 the bars would be nearly white."""
@@ -273,6 +280,7 @@ def snapshot_scale(snap) -> float:
     step = 10.0 ** (math.floor(math.log10(top)) - 1)
     return min(1.0, math.ceil(top / step - 1e-9) * step)
 
+# %% ../nbs/12_viz.ipynb #94230aa8
 def _snapshot_tiles(snap, images, size: int, n, vmax: float | None):
     """([(row title, [(row, thumbnail, (rank-before, rank-after, Δ colours), was_near or None, (rank before, rank
     after, Δ))])], probe thumbnail, n)."""
@@ -291,6 +299,7 @@ def _snapshot_tiles(snap, images, size: int, n, vmax: float | None):
                                 float(r.rank_after[j]), float(r.delta[j]))) for j, i in enumerate(r.indices)]))
     return rows, thumb(snap.probe), n, vmax
 
+# %% ../nbs/12_viz.ipynb #2c022703
 def _snapshot_header(snap) -> tuple[str, str]:
     what = f"concept {snap.concept}" if snap.concept else f"cluster {snap.cluster} (null: not a concept)"
     return (f"probe {snap.probe_id} (row {snap.probe})",
@@ -300,6 +309,7 @@ def _layers(snap) -> tuple[str, str]:
     "(A, B) layer names: direction 10 clusters B, direction 01 clusters A."
     return (snap.scattered, snap.clustered) if snap.direction == "10" else (snap.clustered, snap.scattered)
 
+# %% ../nbs/12_viz.ipynb #f746add7
 def snapshot_image(snap, images, *, size: int = 96, n: int | None = None, vmax: float | None = None) -> np.ndarray:
     "RGB picture of a `medinterp.rdx.Snapshot`: probe, three neighbour rows with rank/Δ bars, legend."
     from PIL import Image, ImageDraw
@@ -360,6 +370,7 @@ figcaption{{font-size:11px;color:#666;overflow:hidden;text-overflow:ellipsis;whi
 
 def _gradient_css(scale) -> str: return "linear-gradient(to right," + ",".join(f"{c} {100 * p:g}%" for p, c in scale) + ")"
 
+# %% ../nbs/12_viz.ipynb #824a9bf6
 def snapshot_html(snap, images, title: str | None = None, *, size: int = 96, n: int | None = None, vmax: float | None = None,
                   ids=None) -> str:
     """Self-contained HTML document of a `medinterp.rdx.Snapshot` (same content as `snapshot_image`; `ids`, if given,
@@ -421,6 +432,7 @@ def _pca2(X: np.ndarray) -> np.ndarray:
     big = np.abs(Y).argmax(0)
     return Y * np.where(Y[big, [0, 1]] < 0, -1.0, 1.0)
 
+# %% ../nbs/12_viz.ipynb #c78766ba
 def project(X, method: str = "pca", *, seed: int = 0, n_neighbors: int = 15) -> np.ndarray:
     "N×2 projection of the N×d matrix `X`: 'pca' (deterministic) or 'umap' (umap-learn, seeded)."
     X = _finite_matrix(X, "X")
@@ -435,6 +447,7 @@ def project(X, method: str = "pca", *, seed: int = 0, n_neighbors: int = 15) -> 
         return np.asarray(reducer.fit_transform(X), np.float64)
     raise ValueError(f"method must be 'pca' or 'umap', got {method!r}")
 
+# %% ../nbs/12_viz.ipynb #b17a78de
 def align_2d(ref, P) -> np.ndarray:
     """P moved onto `ref` (same shape, N×k): the least-squares rotation/reflection and translation, and the scale that
     gives P the spread of `ref`. (The least-squares scale would shrink a layer that agrees little with `ref` towards a
@@ -484,6 +497,7 @@ def _colour_spec(color, n: int, categorical):
     if (labels == _UNKNOWN).any(): names.append(_UNKNOWN)
     return ("cat", labels, names)
 
+# %% ../nbs/12_viz.ipynb #59aa55f8
 def _selected_mask(selected, n: int) -> np.ndarray:
     if selected is None: return np.zeros(n, bool)
     s = np.asarray(selected)
@@ -512,6 +526,7 @@ def _points(n: int, color, hover, selected, categorical, max_points, seed):
     mask = _selected_mask(selected, n)
     return _shown_rows(n, mask, max_points, seed), spec, hover, mask
 
+# %% ../nbs/12_viz.ipynb #3c15d267
 def _traces(xy, rows, spec, hover, mask, *, legend: bool = True) -> list:
     "Plotly traces for points `rows` at `xy[rows]`: one per colour group, then a ring trace for selected points."
     import plotly.graph_objects as go
@@ -548,6 +563,7 @@ def _traces(xy, rows, spec, hover, mask, *, legend: bool = True) -> list:
         out.append(trace(r, "selected", dict(size=size + 7, color="rgba(0,0,0,0)", line=dict(color="black", width=2))))
     return out
 
+# %% ../nbs/12_viz.ipynb #87527d61
 def _colour_layout(fig, spec):
     if spec is not None and spec[0] == "num":
         v = spec[1][np.isfinite(spec[1])]
@@ -563,6 +579,7 @@ def _check_coords(coords, what: str = "coords") -> np.ndarray:
     if P.shape[1] != 2: raise ValueError(f"{what} must be N×2, got shape {P.shape}")
     return P
 
+# %% ../nbs/12_viz.ipynb #d176f637
 def scatter_figure(coords, color=None, *, hover=None, title=None, selected=None, categorical=None, max_points=None,
                    seed=0):
     "Plotly scatter of an N×2 projection; `customdata` of every point is its row index."
@@ -577,6 +594,7 @@ def scatter_figure(coords, color=None, *, hover=None, title=None, selected=None,
     fig.update_yaxes(showticklabels=False, ticks="", title=None, scaleanchor="x", scaleratio=1)
     return fig
 
+# %% ../nbs/12_viz.ipynb #d4636975
 def side_by_side_figure(Pa, Pb, color=None, titles=("A", "B"), *, hover=None, title=None, selected=None,
                         categorical=None, max_points=None, seed=0, align: bool = True):
     "Two projections of the same N images side by side (Pb aligned onto Pa by default), same colours and rows."
@@ -616,6 +634,7 @@ def _profile(profile) -> tuple[list[tuple[str, str]], list[str], np.ndarray]:
         raise ValueError("profile cells must be purities in [0, 1] or NaN (a depth_profile(measure='lift') table is not)")
     return [(str(k), str(f)) for k, f in idx], [str(c) for c in profile.columns], V
 
+# %% ../nbs/12_viz.ipynb #e9ba1cc3
 def _kind_runs(rows) -> list[tuple[str, int, int]]:
     "(kind, first row, end row) for each run of consecutive rows of one kind, in row order."
     runs = []
@@ -687,6 +706,53 @@ def _rotated_label(text: str, font, width: float):
     ImageDraw.Draw(m).text((2, 2), t, font=font, fill=255)
     return m.rotate(45, expand=True, resample=Image.Resampling.BICUBIC)
 
+# %% ../nbs/12_viz.ipynb #c31e813d
+def _empty_profile_image(title, font, s: int) -> np.ndarray:
+    "The note drawn instead of a depth profile without any organised factor (under `title`, if any), at scale `s`."
+    from PIL import Image, ImageDraw
+    lh, pad = _line_height(font), 10 * s
+    title_h = lh + 6 * s if title is not None else 0
+    w = max(int(font.getlength(_EMPTY_PROFILE)) + 2 * pad, 360 * s)
+    h = pad + title_h + 2 * lh + pad
+    im = Image.new("RGB", (w, h), _BG); d = ImageDraw.Draw(im)
+    if title is not None: _text_at(d, pad, pad + lh / 2, title, font, width=w - 2 * pad)
+    _text_at(d, w / 2, pad + title_h + lh, _EMPTY_PROFILE, font, fill=_MUTED, align="center")
+    return np.asarray(im)
+
+# %% ../nbs/12_viz.ipynb #3ef5a7ef
+def _profile_columns(rows, cols, font, s: int):
+    """(kind column width, factor column width, cell width, column labels turned 45° or None, header height, right
+    margin) of a depth profile picture at scale `s`."""
+    pad, lh = 10 * s, _line_height(font)
+    kind_w = max(font.getlength(_fit_text(font, k, 160 * s)) for k, _ in rows) + 14 * s
+    fac_w = max(font.getlength(_fit_text(font, f, 260 * s)) for _, f in rows) + 14 * s
+    lab_w = [font.getlength(_fit_text(font, c, 220 * s)) for c in cols]
+    cell_w = int(max(font.getlength("100 %") + 20 * s, 60 * s))
+    rotate = max(lab_w) + 12 * s > 96 * s                                 # long names: turned 45°, narrow cells
+    if not rotate: cell_w = int(max(cell_w, max(lab_w) + 12 * s))
+    labels = [_rotated_label(c, font, 220 * s) for c in cols] if rotate else None
+    head_h = (max(l.height for l in labels) + 4 * s) if rotate else lh + 8 * s
+    right = max(pad, max(l.width for l in labels) - cell_w // 2 + pad) if rotate else pad
+    return kind_w, fac_w, cell_w, labels, head_h, right
+
+# %% ../nbs/12_viz.ipynb #71aff4cb
+def _profile_legend(im, d, y, W, font, small, s: int):
+    "Draw the legend at height `y`: the purity colour bar (0, 50, 100 %), the empty cell, and what a cell means."
+    from PIL import Image
+    pad, lh = 10 * s, _line_height(font)
+    bar_x, bar_w, bar_h = int(pad + font.getlength("purity") + 10 * s), 200 * s, 12 * s
+    _text_at(d, pad, y + bar_h / 2, "purity", font)
+    im.paste(Image.fromarray(_gradient(PURITY_COLORSCALE, bar_w, bar_h)), (bar_x, int(y)))
+    d.rectangle([bar_x - 1, y - 1, bar_x + bar_w, y + bar_h], outline=(150, 150, 150))
+    for t in (0, 50, 100):
+        _text_at(d, bar_x + bar_w * t / 100, y + bar_h + 4 * s + lh / 2, f"{t} %", small, align="center")
+    ex = bar_x + bar_w + 30 * s
+    d.rectangle([ex, y - 2 * s, ex + 30 * s, y + bar_h + 2 * s], outline=(215, 215, 215), width=1)
+    _text_at(d, ex + 38 * s, y + bar_h / 2, "empty: no reported concept", font, fill=_MUTED)
+    _text_at(d, pad, y + bar_h + 8 * s + 1.5 * lh, "cell: share of the best reported concept's members that have the factor",
+             small, fill=_MUTED, width=W - 2 * pad)
+
+# %% ../nbs/12_viz.ipynb #3d7527dd
 def depth_profile_image(profile: pd.DataFrame, *, scale: int = 2, title=None) -> np.ndarray:
     "RGB uint8 picture of `depth_profile_figure`'s content, drawn with Pillow (no browser): see `depth_profile_png`."
     from PIL import Image, ImageDraw
@@ -699,22 +765,9 @@ def depth_profile_image(profile: pd.DataFrame, *, scale: int = 2, title=None) ->
     pad, row_h, gap = 10 * s, 26 * s, 2 * s
     empty = not rows or not cols or np.isnan(V).all()
     title_h = lh + 6 * s if title is not None else 0
-    if empty:
-        w = max(int(font.getlength(_EMPTY_PROFILE)) + 2 * pad, 360 * s)
-        h = pad + title_h + 2 * lh + pad
-        im = Image.new("RGB", (w, h), _BG); d = ImageDraw.Draw(im)
-        if title is not None: _text_at(d, pad, pad + lh / 2, title, font, width=w - 2 * pad)
-        _text_at(d, w / 2, pad + title_h + lh, _EMPTY_PROFILE, font, fill=_MUTED, align="center")
-        return np.asarray(im)
-    kind_w = max(font.getlength(_fit_text(font, k, 160 * s)) for k, _ in rows) + 14 * s
-    fac_w = max(font.getlength(_fit_text(font, f, 260 * s)) for _, f in rows) + 14 * s
-    lab_w = [font.getlength(_fit_text(font, c, 220 * s)) for c in cols]
-    cell_w = int(max(font.getlength("100 %") + 20 * s, 60 * s))
-    rotate = max(lab_w) + 12 * s > 96 * s                                 # long names: turned 45°, narrow cells
-    if not rotate: cell_w = int(max(cell_w, max(lab_w) + 12 * s))
-    labels = [_rotated_label(c, font, 220 * s) for c in cols] if rotate else None
-    head_h = (max(l.height for l in labels) + 4 * s) if rotate else lh + 8 * s
-    right = max(pad, max(l.width for l in labels) - cell_w // 2 + pad) if rotate else pad
+    if empty: return _empty_profile_image(title, font, s)
+    kind_w, fac_w, cell_w, labels, head_h, right = _profile_columns(rows, cols, font, s)
+    rotate = labels is not None
     x_cells, y_cells = int(pad + kind_w + fac_w), int(pad + title_h + head_h)
     legend_h = 2 * lh + 14 * s + 12 * s
     legend_w = int(font.getlength("purity") + 220 * s + font.getlength("empty: no reported concept") + 60 * s)
@@ -743,20 +796,10 @@ def depth_profile_image(profile: pd.DataFrame, *, scale: int = 2, title=None) ->
             d.rectangle(box, fill=tuple(int(c) for c in rgb[i, j]))
             ink = (255, 255, 255) if v > 0.55 else _INK
             _text_at(d, x0 + (cell_w - gap) / 2, ym, _cell_pct(v), small, fill=ink, align="center")
-    y = y_cells + len(rows) * row_h + 12 * s                              # legend: colour bar and the empty cell
-    bar_x, bar_w, bar_h = int(pad + font.getlength("purity") + 10 * s), 200 * s, 12 * s
-    _text_at(d, pad, y + bar_h / 2, "purity", font)
-    im.paste(Image.fromarray(_gradient(PURITY_COLORSCALE, bar_w, bar_h)), (bar_x, int(y)))
-    d.rectangle([bar_x - 1, y - 1, bar_x + bar_w, y + bar_h], outline=(150, 150, 150))
-    for t in (0, 50, 100):
-        _text_at(d, bar_x + bar_w * t / 100, y + bar_h + 4 * s + lh / 2, f"{t} %", small, align="center")
-    ex = bar_x + bar_w + 30 * s
-    d.rectangle([ex, y - 2 * s, ex + 30 * s, y + bar_h + 2 * s], outline=(215, 215, 215), width=1)
-    _text_at(d, ex + 38 * s, y + bar_h / 2, "empty: no reported concept", font, fill=_MUTED)
-    _text_at(d, pad, y + bar_h + 8 * s + 1.5 * lh, "cell: share of the best reported concept's members that have the factor",
-             small, fill=_MUTED, width=W - 2 * pad)
+    _profile_legend(im, d, y_cells + len(rows) * row_h + 12 * s, W, font, small, s)
     return np.asarray(im)
 
+# %% ../nbs/12_viz.ipynb #c68ab0d2
 def depth_profile_png(profile: pd.DataFrame, path=None, *, scale: int = 2, title=None) -> bytes:
     """PNG of a depth profile, the static twin of `depth_profile_figure` for the HTML report and executed notebooks
     (Pillow only). Text is 13 px at `scale` 1; `scale` 2 (default) stays sharp on high-density screens. Written
@@ -781,6 +824,7 @@ def _emphasise(text: str, phrases) -> str:
         out.append(ch); i += 1
     return "".join(out)
 
+# %% ../nbs/12_viz.ipynb #deff97b4
 def summaries_html(summaries: list[dict]) -> str:
     """HTML fragment (every string escaped) of transition summaries (`sweep.transition_summaries`): per layer pair, the
     direction-10 sentences (what the later layer newly groups) and the direction-01 sentences (what it undoes), with the
