@@ -1322,3 +1322,9 @@ def _render_bridge(self: Browser):
                               "separates the concept's members from the other images (0.5 = chance); Jaccard: overlap of "
                               "its |C| strongest images with the members.</span>"
                               f"<table style='font-size:12px'><tr>{head}</tr>{body}</table>")
+
+# %% ../nbs/14_browser.ipynb #43f3cccc
+@patch
+def browse(self: Study, **kwargs) -> Browser:
+    "The inline ipywidgets browser of this study (see `Browser`)."
+    return Browser(self, **kwargs)

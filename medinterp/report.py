@@ -15,12 +15,14 @@ import re
 from pathlib import Path
 
 import numpy as np
+from fastcore.basics import patch
 import pandas as pd
 
 import medinterp
 from .concepts import IDENTIFIER_COLUMNS, Concept, Concepts, describe_concept
 from .core import provenance, write_text_atomic
 from .rdx import Snapshot, snapshot, snapshots
+from .study import Study
 from .viz import (CATEGORY_COLORS, DELTA_COLORSCALE, RANK_COLORSCALE, align_2d, delta_colors, depth_profile_image,
                            grid_image, pair_projection_image, png_bytes, project, rank_colors, save_png, snapshot_image,
                            snapshot_scale, summaries_html, thumbnail)
@@ -908,3 +910,9 @@ def export_html(study, path=None, *, include_ids: bool = False, max_concepts: in
     page = _page(ctx, heading, drawn, pics)
     if len(page.encode("utf-8")) > cap: raise RuntimeError("the report grew past its size cap; please report this")
     return write_text_atomic(path, page)
+
+# %% ../nbs/15_report.ipynb #2c7f4191
+@patch
+def export_html(self: Study, path=None, **kwargs) -> Path:
+    "Write this study's self-contained HTML report (default `<study>/report.html`); see `report.export_html`."
+    return export_html(self, self.report_path if path is None else path, **kwargs)

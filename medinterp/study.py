@@ -511,17 +511,3 @@ def status(self: Study) -> pd.DataFrame:
 def __repr__(self: Study) -> str:
     have = [p for p, ok in zip(*self.status()[["part", "present"]].to_numpy().T) if ok]
     return f"Study({self.config.name!r} at {self.path}: {', '.join(have) or 'empty'})"
-
-# %% ../nbs/13_study.ipynb #f7963ee4
-@patch
-def browse(self: Study, **kwargs):
-    "The inline ipywidgets browser of this study (see `medinterp.browser.Browser`)."
-    from medinterp.browser import Browser
-    return Browser(self, **kwargs)
-
-# %% ../nbs/13_study.ipynb #05135360
-@patch
-def export_html(self: Study, path=None, **kwargs) -> Path:
-    "Write the self-contained HTML report (default `<study>/report.html`); see `medinterp.report.export_html`."
-    from medinterp.report import export_html
-    return export_html(self, self.report_path if path is None else path, **kwargs)
