@@ -705,7 +705,7 @@ def _safe_alternatives(name: str) -> list[str]:
     return [name]
 
 def _builtin_open_clip(spec: str, cache_dir=None) -> tuple[dict, Path | None, dict]:
-    "`(model_cfg, weights, preprocess overlay)` of a built-in open_clip `NAME` (random init) or `NAME@TAG` (pretrained)."
+    "`(model_cfg, weights, preprocess overlay)` of a built-in `NAME` (random init) or `NAME@TAG` (pretrained)."
     import open_clip
     name, _, tag = spec.partition("@")
     model_cfg = open_clip.get_model_config(name)
