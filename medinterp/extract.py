@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from fastcore.basics import patch
 
 import medinterp
 from .core import (PRECISIONS, Config, _is_int, atomic_dir, autocast, dumps, provenance, save_config,
@@ -31,7 +32,9 @@ __all__ = ['DTYPES', 'ON_NONFINITE', 'ON_ERROR', 'STORE_FORMAT', 'FORMAT_VERSION
 
 # %% ../nbs/05_extract.ipynb #6a933ca9
 DTYPES = ("float32", "float16")
+
 ON_NONFINITE = ("raise", "record")
+
 ON_ERROR = ("raise", "skip")
 
 def _as_names(v, what: str) -> tuple:
@@ -39,6 +42,34 @@ def _as_names(v, what: str) -> tuple:
     try: return tuple(v)
     except TypeError: raise ValueError(f"{what} must be a name or a sequence of names, got {v!r}") from None
 
+# %% ../nbs/05_extract.ipynb #44cc66c3
+def _check_arrays(cfg):
+    "Raise unless `cfg.layers` (when given) and `cfg.poolings` are non-empty, valid and free of duplicates."
+    if cfg.layers is not None:
+        if not cfg.layers or not all(isinstance(l, str) and l for l in cfg.layers):
+            raise ValueError(f"layers must be None or a non-empty sequence of layer names, got {cfg.layers!r}")
+        if len(set(cfg.layers)) != len(cfg.layers): raise ValueError(f"duplicate layers in {cfg.layers}")
+    bad = [p for p in cfg.poolings if p not in POOLINGS]
+    if not cfg.poolings or bad: raise ValueError(f"poolings must be a non-empty subset of {POOLINGS}, got {cfg.poolings!r}")
+    if len(set(cfg.poolings)) != len(cfg.poolings): raise ValueError(f"duplicate poolings in {cfg.poolings}")
+
+def _check_knobs(cfg):
+    "Raise unless the batch size, dtype, precision, error policies, shard and worker count of `cfg` are valid."
+    if not _is_int(cfg.batch_size) or cfg.batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {cfg.batch_size!r}")
+    if cfg.dtype not in DTYPES: raise ValueError(f"dtype must be one of {DTYPES}, got {cfg.dtype!r}")
+    if cfg.precision not in PRECISIONS: raise ValueError(f"precision must be one of {PRECISIONS}, got {cfg.precision!r}")
+    if cfg.on_nonfinite not in ON_NONFINITE:
+        raise ValueError(f"on_nonfinite must be one of {ON_NONFINITE}, got {cfg.on_nonfinite!r}")
+    if cfg.on_error not in ON_ERROR: raise ValueError(f"on_error must be one of {ON_ERROR}, got {cfg.on_error!r}")
+    if cfg.shard is not None:
+        s = cfg.shard
+        if not (isinstance(s, tuple) and len(s) == 2 and all(_is_int(v) for v in s) and 0 <= s[0] < s[1]):
+            raise ValueError(f"shard must be None or (i, n) with 0 <= i < n, got {cfg.shard!r}")
+    if not _is_int(cfg.num_workers) or cfg.num_workers < 0:
+        raise ValueError(f"num_workers must be an integer >= 0, got {cfg.num_workers!r}")
+
+# %% ../nbs/05_extract.ipynb #213ba059
 @dataclass(frozen=True)
 class ExtractConfig(Config):
     """What `extract` captures and how.
@@ -71,26 +102,8 @@ class ExtractConfig(Config):
         super().__post_init__()
 
     def validate(self):
-        if self.layers is not None:
-            if not self.layers or not all(isinstance(l, str) and l for l in self.layers):
-                raise ValueError(f"layers must be None or a non-empty sequence of layer names, got {self.layers!r}")
-            if len(set(self.layers)) != len(self.layers): raise ValueError(f"duplicate layers in {self.layers}")
-        bad = [p for p in self.poolings if p not in POOLINGS]
-        if not self.poolings or bad: raise ValueError(f"poolings must be a non-empty subset of {POOLINGS}, got {self.poolings!r}")
-        if len(set(self.poolings)) != len(self.poolings): raise ValueError(f"duplicate poolings in {self.poolings}")
-        if not _is_int(self.batch_size) or self.batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {self.batch_size!r}")
-        if self.dtype not in DTYPES: raise ValueError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
-        if self.precision not in PRECISIONS: raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
-        if self.on_nonfinite not in ON_NONFINITE:
-            raise ValueError(f"on_nonfinite must be one of {ON_NONFINITE}, got {self.on_nonfinite!r}")
-        if self.on_error not in ON_ERROR: raise ValueError(f"on_error must be one of {ON_ERROR}, got {self.on_error!r}")
-        if self.shard is not None:
-            s = self.shard
-            if not (isinstance(s, tuple) and len(s) == 2 and all(_is_int(v) for v in s) and 0 <= s[0] < s[1]):
-                raise ValueError(f"shard must be None or (i, n) with 0 <= i < n, got {self.shard!r}")
-        if not _is_int(self.num_workers) or self.num_workers < 0:
-            raise ValueError(f"num_workers must be an integer >= 0, got {self.num_workers!r}")
+        _check_arrays(self)
+        _check_knobs(self)
 
 # %% ../nbs/05_extract.ipynb #b258bed8
 def shard_rows(n_rows: int, batch_size: int, shard=None) -> tuple[int, int]:
@@ -104,8 +117,11 @@ def shard_rows(n_rows: int, batch_size: int, shard=None) -> tuple[int, int]:
 
 # %% ../nbs/05_extract.ipynb #739af5b9
 STORE_FORMAT = "medinterp.activations"
+
 FORMAT_VERSION = 1
+
 MANIFEST, INDEX = "manifest.json", "index.csv"
+
 RESERVED_COLUMNS = ("valid",)
 
 def array_filename(layer: str, pooling: str) -> str:
@@ -113,6 +129,7 @@ def array_filename(layer: str, pooling: str) -> str:
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", str(layer)).strip("._") or "layer"
     return f"{safe}__{pooling}.npy"
 
+# %% ../nbs/05_extract.ipynb #1c60b45b
 def _npy_offset(path) -> int:
     "Byte offset of the data in the `.npy` file at `path` (its header length)."
     with open(path, "rb") as f:
@@ -126,6 +143,7 @@ def _allocate(path, shape, dtype) -> int:
     del mm
     return _npy_offset(path)
 
+# %% ../nbs/05_extract.ipynb #7e08fe86
 def _write_rows(path, offset: int, row0: int, values: np.ndarray):
     """Write `values` (rows x d) at row `row0` of the `.npy` at `path` through a memory map of just those rows, flushed
     to disk and unmapped at once, so that resident memory does not grow with the size of the store."""
@@ -145,6 +163,7 @@ def _index_frame(dataset: CXRDataset, start: int = 0, stop: int | None = None) -
     df["path"] = pd.array([dataset.relative_path(p) for p in df["path"]], dtype="str")
     return df
 
+# %% ../nbs/05_extract.ipynb #5045e2ac
 def _column_dtypes(df: pd.DataFrame) -> list[list[str]]:
     "`[[column, dtype], ...]` in column order: dtype is 'str', 'bool' or a numeric dtype name."
     out = []
@@ -155,6 +174,7 @@ def _column_dtypes(df: pd.DataFrame) -> list[list[str]]:
         out.append([str(c), t])
     return out
 
+# %% ../nbs/05_extract.ipynb #ae166573
 def _write_index(path, df: pd.DataFrame, valid) -> Path:
     "Write `df` plus the `valid` column as CSV at `path` (atomically)."
     out = df.copy()
@@ -163,6 +183,7 @@ def _write_index(path, df: pd.DataFrame, valid) -> Path:
     out.to_csv(buf, index=False, lineterminator="\n")
     return write_text_atomic(path, buf.getvalue())
 
+# %% ../nbs/05_extract.ipynb #2390d91e
 def _read_index(path, dtypes) -> pd.DataFrame:
     "Read an `index.csv` back with the column `dtypes` of `_column_dtypes` (the `valid` column is left out)."
     raw = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False)
@@ -182,15 +203,18 @@ def _read_index(path, dtypes) -> pd.DataFrame:
 class IncompleteStoreError(RuntimeError):
     "An activation store was used as complete before `extract` finished writing it."
 
+# %% ../nbs/05_extract.ipynb #df075caa
 class StoreMismatchError(ValueError):
     "An existing store (or a set of shards) does not match the extraction asked for; the message lists what differs."
 
+# %% ../nbs/05_extract.ipynb #c5544b56
 class NonFiniteActivationError(ValueError):
     "A NaN or Inf activation; `.records` lists `{row, id, layer, pooling}` for each one."
     def __init__(self, message: str, records=()):
         super().__init__(message)
         self.records = list(records)
 
+# %% ../nbs/05_extract.ipynb #23d94498
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -199,6 +223,7 @@ def _human(nbytes: float) -> str:
         if abs(nbytes) < 1000 or unit == "TB": return f"{nbytes:.0f} {unit}" if unit == "B" else f"{nbytes:.1f} {unit}"
         nbytes /= 1000
 
+# %% ../nbs/05_extract.ipynb #25a30084
 class ActivationStore:
     """Pooled activations of one backbone on one dataset, on disk (see the format above).
 
@@ -206,36 +231,6 @@ class ActivationStore:
     `labels.iloc[i]`); rows with `index.valid == False` are NaN (images that could not be read)."""
     def __init__(self, path, manifest: dict):
         self.path, self._m, self._index = Path(path), manifest, None
-
-    @classmethod
-    def open(cls, path) -> "ActivationStore":
-        "Open the store in folder `path` (complete or not; see `.complete`)."
-        p = Path(path)
-        mf = p / MANIFEST
-        if not mf.is_file():
-            raise FileNotFoundError(f"{p} is not an activation store (no {MANIFEST}); create one with extract(...)")
-        try: m = json.loads(mf.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e: raise ValueError(f"{mf} is not valid JSON ({e})") from e
-        if not isinstance(m, dict) or m.get("format") != STORE_FORMAT:
-            raise ValueError(f"{mf} is not an activation-store manifest (format {m.get('format') if isinstance(m, dict) else None!r})")
-        if m.get("format_version", 0) > FORMAT_VERSION:
-            raise ValueError(f"{p} was written by a newer medinterp (store format {m['format_version']}); upgrade medinterp")
-        store = cls(p, m)
-        store._check_files()
-        return store
-
-    def _check_files(self):
-        if not (self.path / INDEX).is_file(): raise FileNotFoundError(f"store {self.path} lacks {INDEX}")
-        n, dt = self._m["rows_total"], np.dtype(self._m["dtype"])
-        for layer in self.layers:
-            for p in self.poolings:
-                f = self.path / self._m["files"][layer][p]
-                if not f.is_file(): raise FileNotFoundError(f"store {self.path} lacks {f.name} ({layer}, {p})")
-                a = np.load(f, mmap_mode="r")
-                if a.shape != (n, self._m["dims"][layer]) or a.dtype != dt:
-                    raise ValueError(f"{f} holds a {a.shape} {a.dtype} array; the manifest says "
-                                     f"({n}, {self._m['dims'][layer]}) {dt}")
-                del a
 
     # what the store holds
     @property
@@ -263,81 +258,130 @@ class ActivationStore:
         "Dataset row of this store's row 0 (non-zero for shards)."
         return int(self._m["row_offset"])
     def __len__(self) -> int: return int(self._m["rows_total"])
-
-    # rows
-    @property
-    def valid(self) -> np.ndarray:
-        "Rows that hold activations: extracted (below `rows_completed`) and not skipped as unreadable."
-        v = np.zeros(len(self), dtype=bool)
-        v[:self.rows_completed] = True
-        v[[s["row"] for s in self._m["skipped"]]] = False
-        return v
-    @property
-    def index(self) -> pd.DataFrame:
-        "Row -> image id, path, patient id, labels, metadata, and `valid` (see `.valid`)."
-        if self._index is None: self._index = _read_index(self.path / INDEX, self._m["dataset"]["index_columns"])
-        out = self._index.copy()
-        out["valid"] = self.valid
-        return out
     @property
     def ids(self) -> list[str]: return self.index["id"].tolist()
     @property
     def label_names(self) -> list[str]: return list(self._m["dataset"]["label_names"])
-    @property
-    def kinds(self) -> dict[str, str]:
-        "Kind (see `data.KINDS`) of every label and metadata column; stores made before kinds were recorded get defaults."
-        d = self._m["dataset"]
-        return column_kinds([c for c, _ in d["index_columns"] if c not in CANONICAL], d["label_names"], d.get("kinds"))
-    @property
-    def labels(self) -> pd.DataFrame:
-        "N x L labels (1, 0, NaN = unknown), row-aligned with the arrays."
-        return self.index[self.label_names]
-    @property
-    def nonfinite(self) -> pd.DataFrame:
-        "Recorded NaN/Inf activations (`on_nonfinite='record'`): row, id, layer, pooling."
-        return pd.DataFrame(self._m["nonfinite"], columns=["row", "id", "layer", "pooling"])
-    @property
-    def skipped(self) -> pd.DataFrame:
-        "Images that could not be read (`on_error='skip'`): row, id, path, reason; their rows are NaN."
-        return pd.DataFrame(self._m["skipped"], columns=["row", "id", "path", "reason"])
 
-    # arrays
-    def array_path(self, layer: str, pooling: str = "cls") -> Path:
-        "Path of the `.npy` holding `(layer, pooling)`; unknown names raise `KeyError` listing the stored ones."
-        if layer not in self._m["layers"]:
-            raise KeyError(f"layer {layer!r} is not in this store; stored layers: {self.layers}")
-        if pooling not in self._m["poolings"]:
-            raise KeyError(f"pooling {pooling!r} is not in this store; stored poolings: {self.poolings}")
-        return self.path / self._m["files"][layer][pooling]
+# %% ../nbs/05_extract.ipynb #e43dda04
+@patch
+def _check_files(self: ActivationStore):
+    if not (self.path / INDEX).is_file(): raise FileNotFoundError(f"store {self.path} lacks {INDEX}")
+    n, dt = self._m["rows_total"], np.dtype(self._m["dtype"])
+    for layer in self.layers:
+        for p in self.poolings:
+            f = self.path / self._m["files"][layer][p]
+            if not f.is_file(): raise FileNotFoundError(f"store {self.path} lacks {f.name} ({layer}, {p})")
+            a = np.load(f, mmap_mode="r")
+            if a.shape != (n, self._m["dims"][layer]) or a.dtype != dt:
+                raise ValueError(f"{f} holds a {a.shape} {a.dtype} array; the manifest says "
+                                 f"({n}, {self._m['dims'][layer]}) {dt}")
+            del a
 
-    def load(self, layer: str, pooling: str = "cls", mmap: bool = True, allow_incomplete: bool = False) -> np.ndarray:
-        """The `N x d` activations of `layer` pooled by `pooling`: a read-only memmap (`mmap=False`: an in-memory copy).
+# %% ../nbs/05_extract.ipynb #a1609333
+@patch(cls_method=True)
+def open(cls: ActivationStore, path) -> "ActivationStore":
+    "Open the store in folder `path` (complete or not; see `.complete`)."
+    p = Path(path)
+    mf = p / MANIFEST
+    if not mf.is_file():
+        raise FileNotFoundError(f"{p} is not an activation store (no {MANIFEST}); create one with extract(...)")
+    try: m = json.loads(mf.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e: raise ValueError(f"{mf} is not valid JSON ({e})") from e
+    if not isinstance(m, dict) or m.get("format") != STORE_FORMAT:
+        raise ValueError(f"{mf} is not an activation-store manifest (format {m.get('format') if isinstance(m, dict) else None!r})")
+    if m.get("format_version", 0) > FORMAT_VERSION:
+        raise ValueError(f"{p} was written by a newer medinterp (store format {m['format_version']}); upgrade medinterp")
+    store = cls(p, m)
+    store._check_files()
+    return store
 
-        An incomplete store raises `IncompleteStoreError`; `allow_incomplete=True` returns its finished rows only."""
-        f = self.array_path(layer, pooling)
-        if not self.complete and not allow_incomplete:
-            raise IncompleteStoreError(
-                f"the activation store at {self.path} is incomplete ({self.rows_completed} of {len(self)} rows "
-                "extracted): re-run extract(...) with the same arguments to finish it (finished rows are kept), or "
-                f"pass allow_incomplete=True to read the first {self.rows_completed} rows")
-        a = np.load(f, mmap_mode="r" if mmap else None)
-        return a if self.complete else a[:self.rows_completed]
+# %% ../nbs/05_extract.ipynb #6b5dc4e9
+@patch(as_prop=True)
+def valid(self: ActivationStore) -> np.ndarray:
+    "Rows that hold activations: extracted (below `rows_completed`) and not skipped as unreadable."
+    v = np.zeros(len(self), dtype=bool)
+    v[:self.rows_completed] = True
+    v[[s["row"] for s in self._m["skipped"]]] = False
+    return v
 
-    def __repr__(self) -> str:
-        m = self._m
-        state = "complete" if self.complete else f"INCOMPLETE: {self.rows_completed}/{len(self)} rows, re-run extract to finish"
-        shard = f", shard {m['shard'][0]} of {m['shard'][1]} (rows {self.row_offset}..{self.row_offset + len(self)})" if m["shard"] else ""
-        dims = ", ".join(f"{l} ({d})" for l, d in list(self.dims.items())[:6]) + (", ..." if len(self.dims) > 6 else "")
-        lines = [f"ActivationStore({str(self.path)!r}: {len(self)} rows x {len(self.layers)} layers x "
-                 f"{len(self.poolings)} poolings, {m['dtype']}, {state}{shard})",
-                 f"  backbone: {m['backbone']['key']} (weights {m['backbone']['weights_fingerprint']}), "
-                 f"precision {m['precision']}",
-                 f"  dataset: {m['dataset']['name'] or '(unnamed)'} (fingerprint {m['dataset']['fingerprint']}, "
-                 f"{len(self.label_names)} labels)",
-                 f"  layers: {dims}", f"  poolings: {', '.join(self.poolings)}"]
-        if m["skipped"]: lines.append(f"  skipped (unreadable) images: {len(m['skipped'])} (see .skipped)")
-        if m["nonfinite"]: lines.append(f"  non-finite activations: {len(m['nonfinite'])} (see .nonfinite)")
-        return "\n".join(lines)
+# %% ../nbs/05_extract.ipynb #cad0b0ad
+@patch(as_prop=True)
+def index(self: ActivationStore) -> pd.DataFrame:
+    "Row -> image id, path, patient id, labels, metadata, and `valid` (see `.valid`)."
+    if self._index is None: self._index = _read_index(self.path / INDEX, self._m["dataset"]["index_columns"])
+    out = self._index.copy()
+    out["valid"] = self.valid
+    return out
+
+# %% ../nbs/05_extract.ipynb #12418f43
+@patch(as_prop=True)
+def kinds(self: ActivationStore) -> dict[str, str]:
+    "Kind (see `data.KINDS`) of every label and metadata column; stores made before kinds were recorded get defaults."
+    d = self._m["dataset"]
+    return column_kinds([c for c, _ in d["index_columns"] if c not in CANONICAL], d["label_names"], d.get("kinds"))
+
+# %% ../nbs/05_extract.ipynb #1ac1eab2
+@patch(as_prop=True)
+def labels(self: ActivationStore) -> pd.DataFrame:
+    "N x L labels (1, 0, NaN = unknown), row-aligned with the arrays."
+    return self.index[self.label_names]
+
+# %% ../nbs/05_extract.ipynb #7f84ae88
+@patch(as_prop=True)
+def nonfinite(self: ActivationStore) -> pd.DataFrame:
+    "Recorded NaN/Inf activations (`on_nonfinite='record'`): row, id, layer, pooling."
+    return pd.DataFrame(self._m["nonfinite"], columns=["row", "id", "layer", "pooling"])
+
+# %% ../nbs/05_extract.ipynb #48713d5b
+@patch(as_prop=True)
+def skipped(self: ActivationStore) -> pd.DataFrame:
+    "Images that could not be read (`on_error='skip'`): row, id, path, reason; their rows are NaN."
+    return pd.DataFrame(self._m["skipped"], columns=["row", "id", "path", "reason"])
+
+# %% ../nbs/05_extract.ipynb #c693615a
+@patch
+def array_path(self: ActivationStore, layer: str, pooling: str = "cls") -> Path:
+    "Path of the `.npy` holding `(layer, pooling)`; unknown names raise `KeyError` listing the stored ones."
+    if layer not in self._m["layers"]:
+        raise KeyError(f"layer {layer!r} is not in this store; stored layers: {self.layers}")
+    if pooling not in self._m["poolings"]:
+        raise KeyError(f"pooling {pooling!r} is not in this store; stored poolings: {self.poolings}")
+    return self.path / self._m["files"][layer][pooling]
+
+# %% ../nbs/05_extract.ipynb #30c81d19
+@patch
+def load(self: ActivationStore, layer: str, pooling: str = "cls", mmap: bool = True,
+         allow_incomplete: bool = False) -> np.ndarray:
+    """The `N x d` activations of `layer` pooled by `pooling`: a read-only memmap (`mmap=False`: an in-memory copy).
+
+    An incomplete store raises `IncompleteStoreError`; `allow_incomplete=True` returns its finished rows only."""
+    f = self.array_path(layer, pooling)
+    if not self.complete and not allow_incomplete:
+        raise IncompleteStoreError(
+            f"the activation store at {self.path} is incomplete ({self.rows_completed} of {len(self)} rows "
+            "extracted): re-run extract(...) with the same arguments to finish it (finished rows are kept), or "
+            f"pass allow_incomplete=True to read the first {self.rows_completed} rows")
+    a = np.load(f, mmap_mode="r" if mmap else None)
+    return a if self.complete else a[:self.rows_completed]
+
+# %% ../nbs/05_extract.ipynb #7102733c
+@patch
+def __repr__(self: ActivationStore) -> str:
+    m = self._m
+    state = "complete" if self.complete else f"INCOMPLETE: {self.rows_completed}/{len(self)} rows, re-run extract to finish"
+    shard = f", shard {m['shard'][0]} of {m['shard'][1]} (rows {self.row_offset}..{self.row_offset + len(self)})" if m["shard"] else ""
+    dims = ", ".join(f"{l} ({d})" for l, d in list(self.dims.items())[:6]) + (", ..." if len(self.dims) > 6 else "")
+    lines = [f"ActivationStore({str(self.path)!r}: {len(self)} rows x {len(self.layers)} layers x "
+             f"{len(self.poolings)} poolings, {m['dtype']}, {state}{shard})",
+             f"  backbone: {m['backbone']['key']} (weights {m['backbone']['weights_fingerprint']}), "
+             f"precision {m['precision']}",
+             f"  dataset: {m['dataset']['name'] or '(unnamed)'} (fingerprint {m['dataset']['fingerprint']}, "
+             f"{len(self.label_names)} labels)",
+             f"  layers: {dims}", f"  poolings: {', '.join(self.poolings)}"]
+    if m["skipped"]: lines.append(f"  skipped (unreadable) images: {len(m['skipped'])} (see .skipped)")
+    if m["nonfinite"]: lines.append(f"  non-finite activations: {len(m['nonfinite'])} (see .nonfinite)")
+    return "\n".join(lines)
 
 # %% ../nbs/05_extract.ipynb #f6eba58e
 _IDENTITY = (("backbone key", ("backbone", "key")), ("backbone weights", ("backbone", "weights_fingerprint")),
@@ -354,10 +398,7 @@ def _differences(have: dict, want: dict, fields=_IDENTITY) -> list[str]:
     "Human-readable list of the identity fields in which two manifests differ."
     return [f"{name}: {_get(have, p)!r} vs {_get(want, p)!r}" for name, p in fields if _get(have, p) != _get(want, p)]
 
-def _jsonable(obj):
-    "`obj` after a JSON round trip (tuples -> lists), as it will read back from disk."
-    return json.loads(dumps(obj))
-
+# %% ../nbs/05_extract.ipynb #aee1e701
 def _probe_dims(backbone: Backbone, layers, poolings, precision: str) -> dict[str, int]:
     "Width of every layer's pooled vector, from one forward pass of a blank gray image."
     s = int(backbone.image_size or 224)
@@ -367,6 +408,11 @@ def _probe_dims(backbone: Backbone, layers, poolings, precision: str) -> dict[st
     missing = [l for l in layers if (l, poolings[0]) not in acts]
     if missing: raise RuntimeError(f"layer(s) {missing} produced no output in a forward pass of {backbone.key!r}")
     return {l: int(acts[(l, poolings[0])].shape[1]) for l in layers}
+
+# %% ../nbs/05_extract.ipynb #ba472c19
+def _jsonable(obj):
+    "`obj` after a JSON round trip (tuples -> lists), as it will read back from disk."
+    return json.loads(dumps(obj))
 
 def _new_manifest(config: ExtractConfig, backbone: Backbone, dataset: CXRDataset, dims: dict, start: int, stop: int,
                   dtypes) -> dict:
@@ -388,6 +434,7 @@ def _new_manifest(config: ExtractConfig, backbone: Backbone, dataset: CXRDataset
         "complete": False, "skipped": [], "nonfinite": [], "config": config.to_dict(),
         "provenance": prov, "created": prov["created"], "updated": prov["created"]})
 
+# %% ../nbs/05_extract.ipynb #550dd578
 def _create_store(out_dir: Path, manifest: dict, index_df: pd.DataFrame, config: ExtractConfig):
     "Write a fresh, empty store into `out_dir` (built in a temporary folder and renamed into place)."
     files = [f for per in manifest["files"].values() for f in per.values()]
@@ -399,6 +446,7 @@ def _create_store(out_dir: Path, manifest: dict, index_df: pd.DataFrame, config:
         write_json_atomic(tmp / MANIFEST, manifest)
         save_config(tmp, config, input_fingerprint=manifest["dataset"]["fingerprint"])
 
+# %% ../nbs/05_extract.ipynb #83ee7701
 def _finish(out_dir: Path, m: dict, index_df: pd.DataFrame, config: ExtractConfig):
     "Write the final `valid` column and config, then mark the manifest complete (in that order)."
     valid = np.ones(m["rows_total"], dtype=bool)
@@ -439,6 +487,7 @@ def _nonfinite(out: dict, good, ids, b0: int) -> list[dict]:
             recs.append({"row": b0 + k, "id": ids[k], "layer": layer, "pooling": p})
     return sorted(recs, key=lambda r: r["row"])
 
+# %% ../nbs/05_extract.ipynb #852a4e13
 def _nonfinite_message(recs, layers, dtype: str, overflow: bool) -> str:
     "A message naming the images and layers with non-finite activations."
     order = {l: i for i, l in enumerate(layers)}
@@ -466,6 +515,36 @@ def _open_existing(out_dir: Path, overwrite: bool):
         return None
     return None if overwrite else ActivationStore.open(out_dir)
 
+# %% ../nbs/05_extract.ipynb #30ea23a5
+def _resume_or_create(existing, want: dict, out_dir: Path, index_df: pd.DataFrame,
+                      config: ExtractConfig) -> dict | None:
+    """The manifest to go on with: a new store's, or the existing store's after checking that it was made by the same
+    extraction (`want`); None when the existing store is complete."""
+    if existing is None:
+        _create_store(out_dir, want, index_df, config)
+        return want
+    diffs = _differences(existing._m, want)
+    if diffs:
+        raise StoreMismatchError(
+            f"the activation store in {out_dir} was made differently, so it cannot be resumed or extended "
+            "(store vs this call):\n  - " + "\n  - ".join(diffs) +
+            "\nUse another out_dir, or pass overwrite=True to replace the store.")
+    m = existing._m
+    m["dataset"].setdefault("kinds", want["dataset"]["kinds"])   # a store made before kinds were recorded
+    if m["complete"]: return None
+    m["config"] = config.to_dict()
+    return m
+
+# %% ../nbs/05_extract.ipynb #9288d371
+def _announce(m: dict, dims: dict, config: ExtractConfig, out_dir: Path):
+    "Print how many values per image the extraction stores and about how much disk the store takes."
+    n, done = m["rows_total"], m["rows_completed"]
+    values = sum(dims.values()) * len(config.poolings)
+    print(f"extract: {n} images x {len(config.layers)} layers x {len(config.poolings)} poolings = {values:,} "
+          f"{config.dtype} values per image -> about {_human(n * values * np.dtype(config.dtype).itemsize)} "
+          f"in {out_dir}" + (f" (resuming at row {done})" if done else ""))
+
+# %% ../nbs/05_extract.ipynb #f2646ca7
 def extract(dataset: CXRDataset, backbone: Backbone, layers=None, out_dir=None, *, pooling=("cls",),
             batch_size: int | None = None, dtype: str = "float32", precision: str = "float32", device=None,
             shard=None, on_nonfinite: str = "raise", on_error: str = "raise", num_workers: int = 0,
@@ -495,30 +574,46 @@ def extract(dataset: CXRDataset, backbone: Backbone, layers=None, out_dir=None, 
     dims = (_probe_dims(backbone, config.layers, config.poolings, config.precision) if existing is None else
             {l: existing._m["dims"].get(l) for l in config.layers})
     want = _new_manifest(config, backbone, dataset, dims, start, stop, _column_dtypes(index_df))
-    if existing is not None:
-        diffs = _differences(existing._m, want)
-        if diffs:
-            raise StoreMismatchError(
-                f"the activation store in {out_dir} was made differently, so it cannot be resumed or extended "
-                "(store vs this call):\n  - " + "\n  - ".join(diffs) +
-                "\nUse another out_dir, or pass overwrite=True to replace the store.")
-        m = existing._m
-        m["dataset"].setdefault("kinds", want["dataset"]["kinds"])   # a store made before kinds were recorded
-        if m["complete"]:
-            if verbose: print(f"extract: the store in {out_dir} is already complete ({m['rows_total']} rows); nothing to do")
-            return ActivationStore.open(out_dir)
-        m["config"] = config.to_dict()
-    else:
-        _create_store(out_dir, want, index_df, config)
-        m = want
-    n, done = m["rows_total"], m["rows_completed"]
-    values = sum(dims.values()) * len(config.poolings)
-    if verbose:
-        print(f"extract: {n} images x {len(config.layers)} layers x {len(config.poolings)} poolings = {values:,} "
-              f"{config.dtype} values per image -> about {_human(n * values * np.dtype(config.dtype).itemsize)} "
-              f"in {out_dir}" + (f" (resuming at row {done})" if done else ""))
+    m = _resume_or_create(existing, want, out_dir, index_df, config)
+    if m is None:
+        if verbose: print(f"extract: the store in {out_dir} is already complete ({existing._m['rows_total']} rows); "
+                          "nothing to do")
+        return ActivationStore.open(out_dir)
+    if verbose: _announce(m, dims, config, out_dir)
     _run(dataset, backbone, config, out_dir, m, index_df, start, progress, verbose)
     return ActivationStore.open(out_dir)
+
+# %% ../nbs/05_extract.ipynb #4e50f773
+def _skipped(items, b0: int, ids, index_df: pd.DataFrame, start: int, on_error: str) -> list[dict]:
+    "Records `{row, id, path, reason}` of the batch's unreadable images; with `on_error='raise'` the first one raises."
+    skipped = []
+    for j, (_, err) in enumerate(items):
+        if err is None: continue
+        if on_error == "raise":
+            raise ImageReadError(err.path, f"{err.reason} (image id {ids[b0 + j]!r}, dataset row "
+                                 f"{start + b0 + j}); pass on_error='skip' to record it as a missing row "
+                                 "and carry on") from err
+        skipped.append({"row": b0 + j, "id": ids[b0 + j], "path": index_df["path"].iat[b0 + j],
+                        "reason": err.reason})
+    return skipped
+
+# %% ../nbs/05_extract.ipynb #aa911e83
+def _forward(backbone: Backbone, acts: dict, items, good, keys, m: dict, config: ExtractConfig, out: dict) -> bool:
+    """Run the batch's readable images (`good`) through the model and cast each captured vector into its rows of `out`;
+    True when a finite value overflowed the storage dtype."""
+    dtype, overflow = np.dtype(config.dtype), False
+    x = torch.stack([items[j][0] for j in good]).to(backbone.device)
+    acts.clear()
+    with autocast(backbone.device, config.precision): backbone(x)
+    for k in keys:
+        if k not in acts: raise RuntimeError(f"layer {k[0]!r} produced no output in the forward pass")
+        v = acts[k].numpy()
+        if v.shape[1] != m["dims"][k[0]]:
+            raise RuntimeError(f"layer {k[0]!r} emits vectors of length {v.shape[1]}, but the store "
+                               f"holds {m['dims'][k[0]]}")
+        with np.errstate(over="ignore"): out[k][good] = v      # float16 overflow: reported by the caller
+        overflow |= dtype != np.float32 and bool(np.isfinite(v).all()) and not np.isfinite(out[k][good]).all()
+    return overflow
 
 # %% ../nbs/05_extract.ipynb #375d7fa3
 def _run(dataset, backbone, config: ExtractConfig, out_dir: Path, m: dict, index_df, start: int, progress: bool,
@@ -538,29 +633,9 @@ def _run(dataset, backbone, config: ExtractConfig, out_dir: Path, m: dict, index
             for b0, items in _decoded_batches(dataset, backbone, spans, start, config.num_workers):
                 b1 = b0 + len(items)
                 good = np.array([j for j, (t, _) in enumerate(items) if t is not None], dtype=np.int64)
-                skipped = []
-                for j, (_, err) in enumerate(items):
-                    if err is None: continue
-                    if config.on_error == "raise":
-                        raise ImageReadError(err.path, f"{err.reason} (image id {ids[b0 + j]!r}, dataset row "
-                                             f"{start + b0 + j}); pass on_error='skip' to record it as a missing row "
-                                             "and carry on") from err
-                    skipped.append({"row": b0 + j, "id": ids[b0 + j], "path": index_df["path"].iat[b0 + j],
-                                    "reason": err.reason})
+                skipped = _skipped(items, b0, ids, index_df, start, config.on_error)
                 out = {k: np.full((b1 - b0, m["dims"][k[0]]), np.nan, dtype=dtype) for k in keys}
-                overflow = False
-                if len(good):
-                    x = torch.stack([items[j][0] for j in good]).to(backbone.device)
-                    acts.clear()
-                    with autocast(backbone.device, config.precision): backbone(x)
-                    for k in keys:
-                        if k not in acts: raise RuntimeError(f"layer {k[0]!r} produced no output in the forward pass")
-                        v = acts[k].numpy()
-                        if v.shape[1] != m["dims"][k[0]]:
-                            raise RuntimeError(f"layer {k[0]!r} emits vectors of length {v.shape[1]}, but the store "
-                                               f"holds {m['dims'][k[0]]}")
-                        with np.errstate(over="ignore"): out[k][good] = v      # float16 overflow: reported below
-                        overflow |= dtype != np.float32 and bool(np.isfinite(v).all()) and not np.isfinite(out[k][good]).all()
+                overflow = _forward(backbone, acts, items, good, keys, m, config, out) if len(good) else False
                 bad = _nonfinite(out, good, ids[b0:b1], b0) if len(good) else []
                 if bad and config.on_nonfinite == "raise":
                     raise NonFiniteActivationError(_nonfinite_message(bad, config.layers, config.dtype, overflow), bad)
@@ -588,14 +663,13 @@ def comparable_manifest(manifest: dict) -> dict:
     if isinstance(m.get("provenance"), dict): m["provenance"].pop("created", None)
     return m
 
+# %% ../nbs/05_extract.ipynb #998c9336
 _SHARD_IDENTITY = tuple(f for f in _IDENTITY if f[0] not in ("shard", "row_offset", "rows_total")) + (
     ("label names", ("dataset", "label_names")), ("index columns", ("dataset", "index_columns")),
     ("files", ("files",)), ("format", ("format_version",)))
 
-def merge_stores(paths, out_dir, *, overwrite: bool = False) -> ActivationStore:
-    "Merge the complete shard stores at `paths` (folders or `ActivationStore`s, any order) into one store at `out_dir`."
-    stores = [ActivationStore.open(p.path if isinstance(p, ActivationStore) else p) for p in paths]
-    if not stores: raise ValueError("merge_stores needs at least one store")
+def _check_alike(stores: list):
+    "Raise unless every store is complete and all come from the same extraction (`_SHARD_IDENTITY`)."
     for s in stores:
         if not s.complete:
             raise IncompleteStoreError(f"shard store {s.path} is incomplete ({s.rows_completed} of {len(s)} rows): "
@@ -605,6 +679,11 @@ def merge_stores(paths, out_dir, *, overwrite: bool = False) -> ActivationStore:
         diffs = _differences(first._m, s._m, _SHARD_IDENTITY)
         if diffs: raise StoreMismatchError(f"stores {first.path} and {s.path} come from different extractions:\n  - "
                                            + "\n  - ".join(diffs))
+
+# %% ../nbs/05_extract.ipynb #0f79d61c
+def _in_shard_order(stores: list, N: int, bs: int) -> list:
+    """`stores` sorted by shard, after checking that they are one sharding, cover each shard exactly once and hold
+    their shard's rows of the `N` dataset rows in batches of `bs`."""
     shards = [s.shard or (0, 1) for s in stores]
     n_sh = {n for _, n in shards}
     if len(n_sh) != 1: raise StoreMismatchError(f"the stores belong to different shardings: {shards}")
@@ -616,33 +695,54 @@ def merge_stores(paths, out_dir, *, overwrite: bool = False) -> ActivationStore:
         raise ValueError(f"shards must cover 0..{n_sh - 1} exactly once: " + "; ".join(
             ([f"duplicated shard(s) {dup}"] if dup else []) + ([f"missing shard(s) {lost}"] if lost else [])))
     stores = [s for _, s in sorted(zip(shards, stores), key=lambda t: t[0][0])]
-    N, bs = first._m["dataset"]["rows"], first._m["batch_size"]
     for s in stores:
         expect = shard_rows(N, bs, s.shard or (0, 1))
         if (s.row_offset, s.row_offset + len(s)) != expect:
             raise ValueError(f"shard store {s.path} holds rows {s.row_offset}..{s.row_offset + len(s)}, but shard "
                              f"{s.shard} of {N} rows in batches of {bs} is rows {expect[0]}..{expect[1]}")
-    out_dir = Path(out_dir).expanduser()
-    if out_dir.exists() and not overwrite: raise FileExistsError(f"{out_dir} already exists (pass overwrite=True)")
-    m = copy.deepcopy(first._m)
+    return stores
+
+# %% ../nbs/05_extract.ipynb #a23f7fc4
+def _merged_manifest(manifest: dict, stores: list, N: int) -> dict:
+    "The manifest of the merged store: `manifest` (the first store's) unsharded, complete, with every shard's records."
+    m = copy.deepcopy(manifest)
     now = _now()
     m.update(shard=None, row_offset=0, rows_total=N, rows_completed=N, complete=True, created=now, updated=now,
              skipped=[{**r, "row": r["row"] + s.row_offset} for s in stores for r in s._m["skipped"]],
              nonfinite=[{**r, "row": r["row"] + s.row_offset} for s in stores for r in s._m["nonfinite"]])
     m["config"]["shard"] = None
     m["provenance"]["created"] = now
+    return m
+
+# %% ../nbs/05_extract.ipynb #bf89ae23
+def _copy_arrays(tmp: Path, m: dict, stores: list, N: int):
+    "Write every array of the merged store into `tmp`, copying each shard's rows in blocks of 4096."
+    for l, per in m["files"].items():
+        for p, f in per.items():
+            off = _allocate(tmp / f, (N, m["dims"][l]), m["dtype"])
+            for s in stores:
+                a = np.load(s.path / f, mmap_mode="r")
+                for r in range(0, len(s), 4096):
+                    _write_rows(tmp / f, off, s.row_offset + r, np.asarray(a[r:r + 4096]))
+                del a
+
+# %% ../nbs/05_extract.ipynb #f1e482a9
+def merge_stores(paths, out_dir, *, overwrite: bool = False) -> ActivationStore:
+    "Merge the complete shard stores at `paths` (folders or `ActivationStore`s, any order) into one store at `out_dir`."
+    stores = [ActivationStore.open(p.path if isinstance(p, ActivationStore) else p) for p in paths]
+    if not stores: raise ValueError("merge_stores needs at least one store")
+    _check_alike(stores)
+    first = stores[0]
+    N, bs = first._m["dataset"]["rows"], first._m["batch_size"]
+    stores = _in_shard_order(stores, N, bs)
+    out_dir = Path(out_dir).expanduser()
+    if out_dir.exists() and not overwrite: raise FileExistsError(f"{out_dir} already exists (pass overwrite=True)")
+    m = _merged_manifest(first._m, stores, N)
     texts = [(s.path / INDEX).read_text(encoding="utf-8") for s in stores]
     heads = {t.split("\n", 1)[0] for t in texts}
     if len(heads) != 1: raise StoreMismatchError(f"the shards' {INDEX} files have different columns")
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
-        for l, per in m["files"].items():
-            for p, f in per.items():
-                off = _allocate(tmp / f, (N, m["dims"][l]), m["dtype"])
-                for s in stores:
-                    a = np.load(s.path / f, mmap_mode="r")
-                    for r in range(0, len(s), 4096):
-                        _write_rows(tmp / f, off, s.row_offset + r, np.asarray(a[r:r + 4096]))
-                    del a
+        _copy_arrays(tmp, m, stores, N)
         write_text_atomic(tmp / INDEX, heads.pop() + "\n" + "".join(t.split("\n", 1)[1] for t in texts))
         write_json_atomic(tmp / MANIFEST, m)
         save_config(tmp, ExtractConfig.from_dict(m["config"]), input_fingerprint=m["dataset"]["fingerprint"])

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+from fastcore.basics import patch
 import torch
 from torch import nn
 
@@ -69,6 +70,7 @@ def weights_fingerprint(module: nn.Module, n: int = 16) -> str:
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")  # reshape: 0-d tensors too
     return h.hexdigest()[:n]
 
+# %% ../nbs/03_models.ipynb #749f7276
 @dataclass(eq=False)
 class Backbone:
     """A vision model ready for activation extraction.
@@ -127,6 +129,7 @@ class Backbone:
                 f"default {list(self.default_layers)[:3]}{'...' if len(self.default_layers) > 3 else ''}, "
                 f"device {self.device}, weights {self.weights_fingerprint})")
 
+# %% ../nbs/03_models.ipynb #88b495b0
 def list_layers(backbone: Backbone) -> list[str]:
     "The layer names `backbone` can capture, in forward order."
     return list(backbone.layers)
@@ -163,6 +166,7 @@ def capture(backbone: Backbone, layers=None, poolings=("cls",)):
 
 # %% ../nbs/03_models.ipynb #24f69fda
 INTERPOLATIONS = ("bicubic", "bilinear", "nearest")
+
 RESIZE_MODES = ("shortest", "longest", "squash")
 
 def _pair(v) -> tuple[int, int]:
@@ -180,6 +184,7 @@ def _triple(v, what: str) -> tuple[float, float, float]:
     if len(v) != 3: raise ValueError(f"{what} needs 1 or 3 values, got {v}")
     return v
 
+# %% ../nbs/03_models.ipynb #a5e27125
 def _to_chw(img) -> torch.Tensor:
     "A decoded image (float in [0, 1] or uint8; HxW, HxWxC numpy/PIL, or CxHxW / HxW tensor) as float32 (C, H, W)."
     if not isinstance(img, (np.ndarray, torch.Tensor)): img = np.asarray(img)  # PIL images and lists
@@ -202,6 +207,7 @@ def _to_chw(img) -> torch.Tensor:
     if lo < -1e-3 or hi > 1 + 1e-3: raise ValueError(f"expected intensities in [0, 1], got [{lo:.4g}, {hi:.4g}]")
     return x
 
+# %% ../nbs/03_models.ipynb #6be56a2e
 def _crop_or_pad(x: torch.Tensor, size: tuple[int, int], fill) -> torch.Tensor:
     "Center crop `x` (C, H, W) to `size`, padding with per-channel `fill` first where it is smaller (torchvision's rule)."
     (th, tw), (h, w) = size, x.shape[-2:]
@@ -213,6 +219,7 @@ def _crop_or_pad(x: torch.Tensor, size: tuple[int, int], fill) -> torch.Tensor:
     top, left = int(round((h - th) / 2.0)), int(round((w - tw) / 2.0))
     return x[:, top:top + th, left:left + tw]
 
+# %% ../nbs/03_models.ipynb #278315e5
 @dataclass(frozen=True)
 class Preprocess:
     """Decoded image -> normalised `(3, H, W)` float32 model input, computed on float tensors (no 8-bit round trip).
@@ -249,57 +256,66 @@ class Preprocess:
         ratio = (max if self.resize_mode == "longest" else min)(h / sh, w / sw)  # open_clip/timm ResizeKeepRatio
         return (round(h / ratio), round(w / ratio))
 
-    def __call__(self, img) -> torch.Tensor:
-        "Preprocess one image (float32 H x W in [0, 1] as `CXRDataset.image` returns it; uint8 and RGB work too)."
-        x = _to_chw(img)
-        h, w = x.shape[-2:]
-        nh, nw = self.resized_shape(h, w)
-        if (nh, nw) != (h, w):
-            if self.interpolation == "nearest":
-                x = torch.nn.functional.interpolate(x[None], size=(nh, nw), mode="nearest-exact")[0]
-            else:  # antialiased bicubic/bilinear use PIL's kernels; clamp like PIL does for 8-bit output
-                x = torch.nn.functional.interpolate(x[None], size=(nh, nw), mode=self.interpolation, antialias=True,
-                                                    align_corners=False)[0].clamp_(0, 1)
-        if x.shape[0] == 1 and len(set(self.fill)) > 1: x = x.expand(3, -1, -1)  # padding differs per channel
-        x = _crop_or_pad(x, self.size, self.fill[:x.shape[0]])
-        if x.shape[0] == 1: x = x.expand(3, -1, -1)
-        mean, std = torch.tensor(self.mean)[:, None, None], torch.tensor(self.std)[:, None, None]
-        return ((x - mean) / std).contiguous()
+# %% ../nbs/03_models.ipynb #e39a008c
+@patch
+def __call__(self: Preprocess, img) -> torch.Tensor:
+    "Preprocess one image (float32 H x W in [0, 1] as `CXRDataset.image` returns it; uint8 and RGB work too)."
+    x = _to_chw(img)
+    h, w = x.shape[-2:]
+    nh, nw = self.resized_shape(h, w)
+    if (nh, nw) != (h, w):
+        if self.interpolation == "nearest":
+            x = torch.nn.functional.interpolate(x[None], size=(nh, nw), mode="nearest-exact")[0]
+        else:  # antialiased bicubic/bilinear use PIL's kernels; clamp like PIL does for 8-bit output
+            x = torch.nn.functional.interpolate(x[None], size=(nh, nw), mode=self.interpolation, antialias=True,
+                                                align_corners=False)[0].clamp_(0, 1)
+    if x.shape[0] == 1 and len(set(self.fill)) > 1: x = x.expand(3, -1, -1)  # padding differs per channel
+    x = _crop_or_pad(x, self.size, self.fill[:x.shape[0]])
+    if x.shape[0] == 1: x = x.expand(3, -1, -1)
+    mean, std = torch.tensor(self.mean)[:, None, None], torch.tensor(self.std)[:, None, None]
+    return ((x - mean) / std).contiguous()
 
-    def info(self) -> dict:
-        "JSON-able description (stored in `Backbone.preprocess_info` and in activation-store manifests)."
-        return {"size": list(self.size), "scale_size": list(self.scale_size), "mean": list(self.mean), "std": list(self.std),
-                "interpolation": self.interpolation, "resize_mode": self.resize_mode, "fill": list(self.fill),
-                "input": "float32 H x W in [0, 1] (uint8 is divided by 255)", "source": self.source}
+# %% ../nbs/03_models.ipynb #52bf9ba4
+@patch
+def info(self: Preprocess) -> dict:
+    "JSON-able description (stored in `Backbone.preprocess_info` and in activation-store manifests)."
+    return {"size": list(self.size), "scale_size": list(self.scale_size), "mean": list(self.mean), "std": list(self.std),
+            "interpolation": self.interpolation, "resize_mode": self.resize_mode, "fill": list(self.fill),
+            "input": "float32 H x W in [0, 1] (uint8 is divided by 255)", "source": self.source}
 
-    @classmethod
-    def from_open_clip(cls, cfg: dict, source: str = "open_clip") -> "Preprocess":
-        "From an open_clip preprocess config (`open_clip.get_model_preprocess_cfg(model)`), filled with open_clip's defaults."
-        from open_clip.transform import PreprocessCfg, merge_preprocess_dict
-        c = merge_preprocess_dict(PreprocessCfg(), cfg)
-        interp = "bicubic" if c["interpolation"] == "random" else c["interpolation"]  # as open_clip's eval transform
-        return cls(size=c["size"], mean=c["mean"], std=c["std"], interpolation=interp, resize_mode=c["resize_mode"],
-                   fill=c["fill_color"] / 255, source=source)
+# %% ../nbs/03_models.ipynb #1893241c
+@patch(cls_method=True)
+def from_open_clip(cls: Preprocess, cfg: dict, source: str = "open_clip") -> "Preprocess":
+    "From an open_clip preprocess config (`open_clip.get_model_preprocess_cfg(model)`), filled with open_clip's defaults."
+    from open_clip.transform import PreprocessCfg, merge_preprocess_dict
+    c = merge_preprocess_dict(PreprocessCfg(), cfg)
+    interp = "bicubic" if c["interpolation"] == "random" else c["interpolation"]  # as open_clip's eval transform
+    return cls(size=c["size"], mean=c["mean"], std=c["std"], interpolation=interp, resize_mode=c["resize_mode"],
+               fill=c["fill_color"] / 255, source=source)
 
-    @classmethod
-    def from_timm(cls, data_cfg: dict, source: str = "timm") -> "Preprocess":
-        "From timm's resolved data config (`timm.data.resolve_data_config(model=model)`), as timm's eval transform."
-        from timm.data import DEFAULT_CROP_PCT
-        size = _pair(data_cfg["input_size"][-2:])
-        crop_pct = data_cfg.get("crop_pct") or DEFAULT_CROP_PCT
-        scale = tuple(math.floor(s / crop_pct) for s in size)
-        crop_mode = data_cfg.get("crop_mode") or "center"
-        mode = {"center": "shortest", "squash": "squash", "border": "longest"}[crop_mode]
-        mean = _triple(data_cfg["mean"], "mean")
-        fill = tuple(round(255 * m) / 255 for m in mean) if crop_mode == "border" else 0.0
-        interp = data_cfg.get("interpolation") or "bilinear"
-        return cls(size=size, mean=mean, std=data_cfg["std"], interpolation="bicubic" if interp == "random" else interp,
-                   resize_mode=mode, scale_size=scale, fill=fill, source=source)
+# %% ../nbs/03_models.ipynb #7b7fda1d
+@patch(cls_method=True)
+def from_timm(cls: Preprocess, data_cfg: dict, source: str = "timm") -> "Preprocess":
+    "From timm's resolved data config (`timm.data.resolve_data_config(model=model)`), as timm's eval transform."
+    from timm.data import DEFAULT_CROP_PCT
+    size = _pair(data_cfg["input_size"][-2:])
+    crop_pct = data_cfg.get("crop_pct") or DEFAULT_CROP_PCT
+    scale = tuple(math.floor(s / crop_pct) for s in size)
+    crop_mode = data_cfg.get("crop_mode") or "center"
+    mode = {"center": "shortest", "squash": "squash", "border": "longest"}[crop_mode]
+    mean = _triple(data_cfg["mean"], "mean")
+    fill = tuple(round(255 * m) / 255 for m in mean) if crop_mode == "border" else 0.0
+    interp = data_cfg.get("interpolation") or "bilinear"
+    return cls(size=size, mean=mean, std=data_cfg["std"], interpolation="bicubic" if interp == "random" else interp,
+               resize_mode=mode, scale_size=scale, fill=fill, source=source)
 
 # %% ../nbs/03_models.ipynb #9da6977b
 BIOMEDCLIP = "hf-hub:microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224"
+
 ALIASES = {"biomedclip": BIOMEDCLIP}  # key -> the key it stands for
+
 _LOADERS: dict[str, Callable[..., Backbone]] = {}
+
 _PLUGINS = {"phantom-vit": "medinterp.phantom_vit", "xray-vit": "medinterp.phantom_vit"}  # scheme -> module that registers it when imported
 
 def register_backbone(scheme: str, loader: Callable[..., Backbone]) -> Callable[..., Backbone]:
@@ -310,10 +326,12 @@ def register_backbone(scheme: str, loader: Callable[..., Backbone]) -> Callable[
     _LOADERS[scheme] = loader
     return loader
 
+# %% ../nbs/03_models.ipynb #5d9065f9
 def backbone_schemes() -> list[str]:
     "Schemes `load_backbone` understands (registered now or provided by a plugin module on first use)."
     return sorted(set(_LOADERS) | set(_PLUGINS))
 
+# %% ../nbs/03_models.ipynb #ff52f052
 def _resolve_loader(scheme: str, key: str) -> Callable[..., Backbone]:
     "The loader for `scheme`, importing its plugin module on first use."
     if scheme not in _LOADERS and scheme in _PLUGINS:
@@ -328,6 +346,7 @@ def _resolve_loader(scheme: str, key: str) -> Callable[..., Backbone]:
                          f"aliases: {sorted(ALIASES)}")
     return _LOADERS[scheme]
 
+# %% ../nbs/03_models.ipynb #b7623119
 def _split_key(key: str) -> tuple[str, str]:
     "`(scheme, spec)` of a backbone key, aliases expanded."
     key = ALIASES.get(key, key)
@@ -367,6 +386,7 @@ def _preprocess_info(fn) -> dict:
     if callable(getattr(fn, "info", None)): return fn.info()
     return {"source": "user", "callable": getattr(fn, "__qualname__", type(fn).__qualname__)}
 
+# %% ../nbs/03_models.ipynb #1bdd26a7
 def _is_open_clip(module: nn.Module) -> bool:
     return type(module).__module__.split(".")[0] == "open_clip"
 
@@ -388,6 +408,7 @@ def _library_preprocess(module: nn.Module):
         return Preprocess.from_timm(_timm_data_cfg(module), source="timm resolve_data_config")
     return None
 
+# %% ../nbs/03_models.ipynb #5c9021ae
 def select_layers(backbone: Backbone, layers) -> Backbone:
     """Make `layers` the backbone's default layers (in place; returns it).
 
@@ -410,6 +431,7 @@ def select_layers(backbone: Backbone, layers) -> Backbone:
     backbone.default_layers = chosen
     return backbone
 
+# %% ../nbs/03_models.ipynb #2874d0d1
 def backbone_from_module(module: nn.Module, device="cpu", *, preprocess=None, key: str | None = None,
                          layout: str | None = None, prefix_tokens: int | None = None,
                          preprocess_info: dict | None = None) -> Backbone:
@@ -438,6 +460,7 @@ HUB_PROBE_TIMEOUT = 3.0  # seconds
 class WeightsUnavailableError(RuntimeError):
     "A backbone's weights are neither in the local cache nor downloadable now (offline, or the hub is unreachable)."
 
+# %% ../nbs/03_models.ipynb #2094789b
 def _hub_offline() -> bool:
     "True when HF_HUB_OFFLINE is set in the environment or was set when huggingface_hub was imported."
     if os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}: return True
@@ -460,6 +483,7 @@ def _hub_probe(timeout: float = HUB_PROBE_TIMEOUT) -> str | None:
     if result.get("ok"): return None
     return f"no answer from {url} ({result.get('error', 'timed out')}; probe timeout {timeout:g} s)"
 
+# %% ../nbs/03_models.ipynb #382f6a71
 def _unavailable_message(repo: str, missing, reason: str, what: str, local_hint: str, call: str | None = None) -> str:
     import huggingface_hub.constants as hc
     call = call or f"load_backbone({what!r})"
@@ -475,6 +499,7 @@ _OPEN_CLIP_LOCAL_HINT = ("point medinterp at a local checkpoint folder: load_bac
                          "the folder holds open_clip_config.json and open_clip_model.safetensors or "
                          "open_clip_pytorch_model.bin (e.g. made elsewhere with `hf download REPO --local-dir FOLDER`).")
 
+# %% ../nbs/03_models.ipynb #6bfe3c0e
 def _hub_files(repo: str, wanted, *, what: str, revision=None, cache_dir=None, local_hint=_OPEN_CLIP_LOCAL_HINT,
                call: str | None = None) -> dict:
     """Local paths of files of hub repo `repo`: `wanted` is `[(label, [candidate names in order of preference])]`.
@@ -529,14 +554,10 @@ def load_backbone(key_or_module, device="cpu", *, preprocess=None, layers=None, 
     if layers is not None: select_layers(bb, layers)
     return bb
 
-# %% ../nbs/03_models.ipynb #b5ad5687
-def _jsonable_kwargs(kw: dict) -> dict:
-    return {k: v if isinstance(v, (str, int, float, bool, type(None), list, tuple)) else repr(v) for k, v in kw.items()}
-
-def load_timm(spec: str, device="cpu", *, checkpoint=None, pretrained: bool = False, **model_kwargs) -> Backbone:
-    "Loader for `timm:NAME` keys (see above)."
+# %% ../nbs/03_models.ipynb #b11dd9a5
+def _timm_overlay(spec: str, checkpoint=None, pretrained: bool = False) -> dict | None:
+    "timm's `pretrained_cfg_overlay` naming the local weights file of `checkpoint` or of the hub weights, else None."
     import timm
-    model_kwargs.setdefault("num_classes", 0)
     overlay = None
     if checkpoint is not None:
         path = Path(checkpoint).expanduser()
@@ -551,6 +572,17 @@ def load_timm(spec: str, device="cpu", *, checkpoint=None, pretrained: bool = Fa
                 f"load_backbone('timm:{spec}', checkpoint='/path/to/model.safetensors').")
         overlay = {"file": _hub_files(repo, [("weights", names)], what=f"timm:{spec}", local_hint=hint,
                                       call=f"load_backbone('timm:{spec}', pretrained=True)")["weights"]}
+    return overlay
+
+# %% ../nbs/03_models.ipynb #b5ad5687
+def _jsonable_kwargs(kw: dict) -> dict:
+    return {k: v if isinstance(v, (str, int, float, bool, type(None), list, tuple)) else repr(v) for k, v in kw.items()}
+
+def load_timm(spec: str, device="cpu", *, checkpoint=None, pretrained: bool = False, **model_kwargs) -> Backbone:
+    "Loader for `timm:NAME` keys (see above)."
+    import timm
+    model_kwargs.setdefault("num_classes", 0)
+    overlay = _timm_overlay(spec, checkpoint, pretrained)
     if overlay:  # custom_load=False: a local file is a state dict, never a big_vision .npz
         overlay["custom_load"] = False
         model = timm.create_model(spec, pretrained=True, pretrained_cfg_overlay=overlay, **model_kwargs)
@@ -573,9 +605,6 @@ register_backbone("timm", load_timm)
 
 # %% ../nbs/03_models.ipynb #f4312f4e
 _TINY_TEXT_CFG = {"context_length": 2, "vocab_size": 2, "width": 8, "heads": 1, "layers": 1}
-OPEN_CLIP_WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.safetensors",
-                          "open_clip_pytorch_model.bin", "open_clip_pytorch_model.pth", "model.safetensors",
-                          "pytorch_model.bin", "pytorch_model.pth", "model.pth")  # open_clip's order of preference
 
 def build_open_clip_visual(model_cfg: dict, vision_cfg: dict | None = None) -> nn.Module:
     """The (randomly initialised) vision tower of the open_clip model `model_cfg` (an `open_clip_config.json`'s
@@ -587,6 +616,7 @@ def build_open_clip_visual(model_cfg: dict, vision_cfg: dict | None = None) -> n
                            quick_gelu=bool(model_cfg.get("quick_gelu", False)))
     return model.visual
 
+# %% ../nbs/03_models.ipynb #67410ce3
 def _visual_state(path) -> dict:
     "The `visual.*` tensors of an open_clip checkpoint file (prefix removed); other tensors are not read."
     path = str(path)
@@ -606,6 +636,7 @@ def _visual_state(path) -> dict:
                                 f"(first keys: {keys[:5]})")
     return sd
 
+# %% ../nbs/03_models.ipynb #85636e37
 def _check_visual_keys(visual: nn.Module, sd: dict, source: str):
     "Fail unless `sd` holds exactly the tower's tensors, with the right shapes."
     ref = visual.state_dict()
@@ -617,6 +648,7 @@ def _check_visual_keys(visual: nn.Module, sd: dict, source: str):
     if bad: raise ValueError(f"the visual.* weights in {source} have other shapes than the model config "
                              f"(checkpoint, model): {dict(list(bad.items())[:6])}")
 
+# %% ../nbs/03_models.ipynb #f5933a7a
 def _has_meta_tensors(module: nn.Module) -> bool:
     return any(t.is_meta for t in module.state_dict().values()) or any(
         isinstance(v, torch.Tensor) and v.is_meta for m in module.modules() for v in list(vars(m).values()) +
@@ -643,6 +675,11 @@ def load_open_clip_visual(model_cfg: dict, weights, source: str | None = None) -
     visual.load_state_dict(sd, strict=True)
     return visual
 
+# %% ../nbs/03_models.ipynb #e41ed6a6
+OPEN_CLIP_WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.safetensors",
+                          "open_clip_pytorch_model.bin", "open_clip_pytorch_model.pth", "model.safetensors",
+                          "pytorch_model.bin", "pytorch_model.pth", "model.pth")  # open_clip's order of preference
+
 def _local_dir_files(folder: Path) -> tuple[Path, Path]:
     "`(config, weights)` of an open_clip local-dir checkpoint folder."
     layout = ("a local-dir checkpoint is a folder with open_clip_config.json and open_clip_model.safetensors or "
@@ -659,6 +696,7 @@ def _local_dir_files(folder: Path) -> tuple[Path, Path]:
         weights = folder / found[0]
     return cfg, weights
 
+# %% ../nbs/03_models.ipynb #8b65cb5f
 def _safe_alternatives(name: str) -> list[str]:
     "A hub weights file name with its safetensors sibling first, as open_clip prefers it."
     if name.endswith((".bin", ".pth")):
@@ -666,57 +704,72 @@ def _safe_alternatives(name: str) -> list[str]:
         return [name.rsplit(".", 1)[0] + ".safetensors", name]
     return [name]
 
+def _builtin_open_clip(spec: str, cache_dir=None) -> tuple[dict, Path | None, dict]:
+    "`(model_cfg, weights, preprocess overlay)` of a built-in `NAME` (random init) or `NAME@TAG` (pretrained)."
+    import open_clip
+    name, _, tag = spec.partition("@")
+    model_cfg = open_clip.get_model_config(name)
+    if model_cfg is None:
+        close = difflib.get_close_matches(name, open_clip.list_models(), 5, 0.5)
+        raise ValueError(f"unknown open_clip model {name!r}; close matches: {close} (all: open_clip.list_models())")
+    if not tag: return model_cfg, None, {}
+    pcfg = open_clip.get_pretrained_cfg(name, tag)
+    if not pcfg: raise ValueError(f"open_clip has no pretrained tag {tag!r} for {name!r}; tags: "
+                                  f"{open_clip.list_pretrained_tags_by_model(name)}")
+    if pcfg.get("file"): weights = Path(pcfg["file"])
+    else:
+        repo, fname = os.path.split(pcfg["hf_hub"])
+        names = _safe_alternatives(fname or "open_clip_pytorch_model.bin")
+        weights = Path(_hub_files(repo, [("weights", names)], what=f"open_clip:{spec}", cache_dir=cache_dir)["weights"])
+    if bool(pcfg.get("quick_gelu", False)) != bool(model_cfg.get("quick_gelu", False)):
+        import warnings
+        warnings.warn(f"QuickGELU mismatch between {name} and its tag {tag!r} (as in open_clip.create_model); "
+                      f"use the '-quickgelu' variant of the model name", UserWarning)
+    return model_cfg, weights, pcfg
+
+# %% ../nbs/03_models.ipynb #9630ff70
+def _checkpoint_files(spec: str, revision=None, cache_dir=None) -> tuple[Path, Path, str]:
+    "`(config file, weights file, source)` of a `local-dir:PATH` or `hf-hub:ORG/REPO` spec."
+    if spec.startswith("local-dir:"):
+        folder = Path(spec[len("local-dir:"):]).expanduser().resolve()
+        config_file, weights = _local_dir_files(folder)
+        return config_file, weights, f"local-dir:{folder}"
+    repo = spec[len("hf-hub:"):]
+    files = _hub_files(repo, [("open_clip_config.json", ["open_clip_config.json"]),
+                              ("weights", ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"])],
+                       what=spec, revision=revision, cache_dir=cache_dir)
+    return Path(files["open_clip_config.json"]), Path(files["weights"]), spec
+
+# %% ../nbs/03_models.ipynb #10ea048c
+def _open_clip_preprocess(visual: nn.Module, pp_overlay: dict, source: str) -> Preprocess:
+    """The tower's preprocessing as `open_clip.create_model` assembles it (open_clip's defaults, then `pp_overlay`,
+    then the tower's image size), attached to `visual` and read back."""
+    import open_clip
+    from open_clip.transform import PreprocessCfg, merge_preprocess_dict
+    pp_cfg = merge_preprocess_dict(PreprocessCfg(), pp_overlay)
+    if getattr(visual, "image_size", None) is not None: pp_cfg["size"] = visual.image_size
+    open_clip.set_model_preprocess_cfg(visual, pp_cfg)
+    return Preprocess.from_open_clip(open_clip.get_model_preprocess_cfg(visual),
+                                     source=f"open_clip preprocess_cfg of {source}")
+
+# %% ../nbs/03_models.ipynb #b26e176b
 def load_open_clip(spec: str, device="cpu", *, vision_cfg: dict | None = None, revision: str | None = None,
                    cache_dir=None) -> Backbone:
     """Loader for open_clip models: `spec` is `local-dir:PATH`, `hf-hub:ORG/REPO`, a built-in `NAME` (random init;
     `vision_cfg` overrides its vision config, e.g. a tiny tower for tests) or `NAME@TAG` (a pretrained tag)."""
     import open_clip
-    from open_clip.transform import PreprocessCfg, merge_preprocess_dict
     if vision_cfg and (spec.startswith(("local-dir:", "hf-hub:")) or "@" in spec):
         raise ValueError("vision_cfg overrides are for random-init towers; a checkpoint fixes the architecture")
-    pp_overlay, weights, config_file = {}, None, None
-    if spec.startswith("local-dir:"):
-        folder = Path(spec[len("local-dir:"):]).expanduser().resolve()
-        config_file, weights = _local_dir_files(folder)
-        source = f"local-dir:{folder}"
-    elif spec.startswith("hf-hub:"):
-        repo = spec[len("hf-hub:"):]
-        files = _hub_files(repo, [("open_clip_config.json", ["open_clip_config.json"]),
-                                  ("weights", ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"])],
-                           what=spec, revision=revision, cache_dir=cache_dir)
-        config_file, weights, source = Path(files["open_clip_config.json"]), Path(files["weights"]), spec
-    else:
-        name, _, tag = spec.partition("@")
-        model_cfg = open_clip.get_model_config(name)
-        if model_cfg is None:
-            close = difflib.get_close_matches(name, open_clip.list_models(), 5, 0.5)
-            raise ValueError(f"unknown open_clip model {name!r}; close matches: {close} (all: open_clip.list_models())")
-        source = spec
-        if tag:
-            pcfg = open_clip.get_pretrained_cfg(name, tag)
-            if not pcfg: raise ValueError(f"open_clip has no pretrained tag {tag!r} for {name!r}; tags: "
-                                          f"{open_clip.list_pretrained_tags_by_model(name)}")
-            if pcfg.get("file"): weights = Path(pcfg["file"])
-            else:
-                repo, fname = os.path.split(pcfg["hf_hub"])
-                names = _safe_alternatives(fname or "open_clip_pytorch_model.bin")
-                weights = Path(_hub_files(repo, [("weights", names)], what=f"open_clip:{spec}",
-                                          cache_dir=cache_dir)["weights"])
-            pp_overlay = pcfg
-            if bool(pcfg.get("quick_gelu", False)) != bool(model_cfg.get("quick_gelu", False)):
-                import warnings
-                warnings.warn(f"QuickGELU mismatch between {name} and its tag {tag!r} (as in open_clip.create_model); "
-                              f"use the '-quickgelu' variant of the model name", UserWarning)
-    if config_file is not None:
+    if spec.startswith(("local-dir:", "hf-hub:")):
+        config_file, weights, source = _checkpoint_files(spec, revision, cache_dir)
         cfg_json = json.loads(Path(config_file).read_text(encoding="utf-8"))
         model_cfg, pp_overlay = cfg_json.get("model_cfg", cfg_json), cfg_json.get("preprocess_cfg", {})
+    else:
+        model_cfg, weights, pp_overlay = _builtin_open_clip(spec, cache_dir)
+        source = spec
     if weights is not None: visual = load_open_clip_visual(model_cfg, weights)
     else: visual = build_open_clip_visual(model_cfg, vision_cfg)
-    pp_cfg = merge_preprocess_dict(PreprocessCfg(), pp_overlay)
-    if getattr(visual, "image_size", None) is not None: pp_cfg["size"] = visual.image_size
-    open_clip.set_model_preprocess_cfg(visual, pp_cfg)
-    pp = Preprocess.from_open_clip(open_clip.get_model_preprocess_cfg(visual),
-                                   source=f"open_clip preprocess_cfg of {source}")
+    pp = _open_clip_preprocess(visual, pp_overlay, source)
     text_cfg = model_cfg.get("text_cfg", {})
     meta = {"library": "open_clip", "open_clip_version": open_clip.__version__, "id": source,
             "weights": str(weights) if weights is not None else "random init",

@@ -81,8 +81,10 @@ _GLYPHS = {
     "_": "00000 00000 00000 00000 00000 00000 11111", "?": "01110 10001 00001 00010 00100 00000 00100",
     "(": "00010 00100 01000 01000 01000 00100 00010", ")": "01000 00100 00010 00010 00010 00100 01000",
 }
+
 FONT = {k: np.array([[c == "1" for c in row] for row in v.split()], dtype=bool) for k, v in _GLYPHS.items()}
 
+# %% ../nbs/02_phantoms.ipynb #b243c88a
 def text_bitmap(text: str, scale: int = 1, spacing: int = 1) -> np.ndarray:
     "Boolean bitmap of `text` (upper-cased; unknown characters become '?') in the built-in 5x7 font."
     glyphs = [FONT.get(ch, FONT["?"]) for ch in str(text).upper()] or [FONT[" "]]
@@ -104,6 +106,7 @@ def _normalise_correlate(correlate) -> tuple:
         out.append((str(t), str(s), float(w)))
     return tuple(sorted(out))
 
+# %% ../nbs/02_phantoms.ipynb #11661864
 def _correlate_order(correlate) -> list:
     "Entries of `correlate` ordered so that every source is final before a target copies it; cycles raise."
     by_target = {t: (t, s, w) for t, s, w in correlate}
@@ -118,6 +121,45 @@ def _correlate_order(correlate) -> list:
     for t in sorted(by_target): visit(t, [])
     return order
 
+# %% ../nbs/02_phantoms.ipynb #3c095556
+def _check_fields(cfg):
+    "Raise unless the size, the probabilities, the `(low, high)` ranges and the marker texts of `cfg` are valid."
+    if isinstance(cfg.size, bool) or not isinstance(cfg.size, (int, np.integer)) or cfg.size < 64:
+        raise ValueError(f"size must be an integer >= 64, got {cfg.size!r}")
+    for name in BINARY_FACTORS:
+        p = getattr(cfg, name)
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
+            raise ValueError(f"{name} is a probability and must lie in [0, 1], got {p!r}")
+    bounds = {"brightness": (-0.5, 0.5), "contrast": (0.1, 5.0), "gamma": (0.2, 5.0), "noise": (0.0, 0.3),
+              "rotation": (-45.0, 45.0), "ctr_normal": (0.25, 0.5), "ctr_enlarged": (0.5, 0.8),
+              "opacity_extent": (0.03, 0.3), "effusion_height": (0.02, 0.8), "collimation_width": (0.005, 0.3)}
+    for name, (lo_ok, hi_ok) in bounds.items():
+        r = getattr(cfg, name)
+        if not (isinstance(r, tuple) and len(r) == 2 and all(isinstance(v, (int, float)) for v in r)):
+            raise ValueError(f"{name} must be a (low, high) pair, got {r!r}")
+        lo, hi = r
+        if not lo_ok <= lo <= hi <= hi_ok:
+            raise ValueError(f"{name} must satisfy {lo_ok} <= low <= high <= {hi_ok}, got {r!r}")
+    if cfg.ctr_enlarged[0] <= 0.5: raise ValueError("ctr_enlarged must lie strictly above 0.5 (cardiomegaly)")
+    if not cfg.marker_texts or any(not t or set(t.upper()) - set(FONT) for t in cfg.marker_texts):
+        raise ValueError(f"marker_texts must be non-empty strings of {''.join(sorted(FONT))!r}, "
+                         f"got {cfg.marker_texts!r}")
+
+# %% ../nbs/02_phantoms.ipynb #3aeb989c
+def _check_correlate(correlate):
+    """Raise unless each `correlate` entry links two different binary factors with a strength in [-1, 1], every
+    target is named once and the copies make no cycle."""
+    for t, s, w in correlate:
+        for name in (t, s):
+            if name not in BINARY_FACTORS:
+                raise ValueError(f"correlate: {name!r} is not a binary factor; valid: {list(BINARY_FACTORS)}")
+        if t == s: raise ValueError(f"correlate: {t!r} cannot copy itself")
+        if not -1.0 <= w <= 1.0: raise ValueError(f"correlate strength for {t!r} must lie in [-1, 1], got {w}")
+    targets = [t for t, _, _ in correlate]
+    if len(set(targets)) != len(targets): raise ValueError(f"correlate names a target twice: {targets}")
+    _correlate_order(correlate)
+
+# %% ../nbs/02_phantoms.ipynb #a2ba68cf
 @dataclass(frozen=True)
 class PhantomConfig(Config):
     """How phantom factors are drawn. Binary factors: probability in [0, 1]; continuous ones: `(low, high)` range.
@@ -159,35 +201,8 @@ class PhantomConfig(Config):
         super().__post_init__()
 
     def validate(self):
-        if isinstance(self.size, bool) or not isinstance(self.size, (int, np.integer)) or self.size < 64:
-            raise ValueError(f"size must be an integer >= 64, got {self.size!r}")
-        for name in BINARY_FACTORS:
-            p = getattr(self, name)
-            if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
-                raise ValueError(f"{name} is a probability and must lie in [0, 1], got {p!r}")
-        bounds = {"brightness": (-0.5, 0.5), "contrast": (0.1, 5.0), "gamma": (0.2, 5.0), "noise": (0.0, 0.3),
-                  "rotation": (-45.0, 45.0), "ctr_normal": (0.25, 0.5), "ctr_enlarged": (0.5, 0.8),
-                  "opacity_extent": (0.03, 0.3), "effusion_height": (0.02, 0.8), "collimation_width": (0.005, 0.3)}
-        for name, (lo_ok, hi_ok) in bounds.items():
-            r = getattr(self, name)
-            if not (isinstance(r, tuple) and len(r) == 2 and all(isinstance(v, (int, float)) for v in r)):
-                raise ValueError(f"{name} must be a (low, high) pair, got {r!r}")
-            lo, hi = r
-            if not lo_ok <= lo <= hi <= hi_ok:
-                raise ValueError(f"{name} must satisfy {lo_ok} <= low <= high <= {hi_ok}, got {r!r}")
-        if self.ctr_enlarged[0] <= 0.5: raise ValueError("ctr_enlarged must lie strictly above 0.5 (cardiomegaly)")
-        if not self.marker_texts or any(not t or set(t.upper()) - set(FONT) for t in self.marker_texts):
-            raise ValueError(f"marker_texts must be non-empty strings of {''.join(sorted(FONT))!r}, "
-                             f"got {self.marker_texts!r}")
-        for t, s, w in self.correlate:
-            for name in (t, s):
-                if name not in BINARY_FACTORS:
-                    raise ValueError(f"correlate: {name!r} is not a binary factor; valid: {list(BINARY_FACTORS)}")
-            if t == s: raise ValueError(f"correlate: {t!r} cannot copy itself")
-            if not -1.0 <= w <= 1.0: raise ValueError(f"correlate strength for {t!r} must lie in [-1, 1], got {w}")
-        targets = [t for t, _, _ in self.correlate]
-        if len(set(targets)) != len(targets): raise ValueError(f"correlate names a target twice: {targets}")
-        _correlate_order(self.correlate)
+        _check_fields(self)
+        _check_correlate(self.correlate)
 
     @classmethod
     def factor_names(cls) -> list[str]:
@@ -210,10 +225,12 @@ def _row_uniforms(seed: int, n: int) -> tuple[np.ndarray, np.ndarray]:
     u = (states[:, :k] >> np.uint64(11)).astype(np.float64) * 2.0 ** -53
     return u, (states[:, k] >> np.uint64(33)).astype(np.int64)
 
+# %% ../nbs/02_phantoms.ipynb #aff9d590
 def _pick(choices, u) -> np.ndarray:
     "Uniform choice from `choices` by uniforms `u`."
     return np.asarray(choices, dtype=object)[np.minimum((u * len(choices)).astype(int), len(choices) - 1)]
 
+# %% ../nbs/02_phantoms.ipynb #edde4177
 def sample_factors(n: int, config: PhantomConfig | None = None, seed: int = 0) -> pd.DataFrame:
     "A DataFrame with one row of factors per image (columns `FACTOR_COLUMNS`); row i depends only on (seed, i)."
     config = PhantomConfig() if config is None else config
@@ -277,6 +294,7 @@ def _hyp(x, y):
     out += y * y
     return np.sqrt(out, out=out)
 
+# %% ../nbs/02_phantoms.ipynb #c49bce82
 def _blur(a: np.ndarray, sigma: float) -> np.ndarray:
     "Separable Gaussian blur with edge replication (fast for the small sigmas used here)."
     r = int(math.ceil(3 * sigma))
@@ -296,6 +314,7 @@ def _blur(a: np.ndarray, sigma: float) -> np.ndarray:
         out = acc
     return out
 
+# %% ../nbs/02_phantoms.ipynb #5954e8de
 def _ramp(d, eps: float):
     "Soft step from 0 (d <= -eps/2) to 1 (d >= eps/2)."
     out = d * np.float32(1.0 / eps)
@@ -303,6 +322,7 @@ def _ramp(d, eps: float):
     np.maximum(out, 0.0, out=out)
     return np.minimum(out, 1.0, out=out)
 
+# %% ../nbs/02_phantoms.ipynb #90adb561
 @functools.lru_cache(maxsize=16)
 def _axis(size: int) -> np.ndarray:
     "Pixel-centre coordinates in [-1, 1] for an image side of `size` pixels (float32, read-only)."
@@ -310,6 +330,7 @@ def _axis(size: int) -> np.ndarray:
     a.flags.writeable = False
     return a
 
+# %% ../nbs/02_phantoms.ipynb #2344157d
 def _bezier(ctrl, n: int) -> np.ndarray:
     "`n` points on the Bezier curve with control points `ctrl` (k x 2), by de Casteljau's construction."
     pts = np.repeat(np.asarray(ctrl, dtype=np.float64)[None], n, axis=0)
@@ -321,6 +342,7 @@ def _polyline_len(pts) -> float:
     pts = np.asarray(pts, dtype=np.float64)
     return float(np.hypot(*np.diff(pts, axis=0).T).sum())
 
+# %% ../nbs/02_phantoms.ipynb #895b2489
 def _splat(shape, cols, rows, weights=1.0) -> np.ndarray:
     "Accumulate points at fractional pixel positions with bilinear weights into an array of `shape`."
     h, w = shape
@@ -391,6 +413,7 @@ def _seg_dist(X, Y, p0, p1):
     t = np.clip(((X - x0) * dx + (Y - y0) * dy) * (1.0 / (dx * dx + dy * dy)), 0.0, 1.0)
     return _hyp(X - (x0 + t * dx), Y - (y0 + t * dy))
 
+# %% ../nbs/02_phantoms.ipynb #4562a22b
 def _anatomy_params(r: np.random.Generator, ctr: float) -> dict:
     "Nuisance anatomy of one patient, drawn from `r` (always the same number of draws)."
     p = dict(body_w=r.uniform(0.86, 0.97), arm_gap=r.uniform(0.0, 0.08), lung_w=r.uniform(0.70, 0.77),
@@ -417,6 +440,7 @@ def _sample_quads(ctrl: np.ndarray, step: float) -> tuple[np.ndarray, np.ndarray
     c = ctrl[seg]
     return (1 - t) ** 2 * c[:, 0] + 2 * (1 - t) * t * c[:, 1] + t ** 2 * c[:, 2], seg
 
+# %% ../nbs/02_phantoms.ipynb #6b1e9c8b
 def _branching_tree(r: np.random.Generator, root, angles, length: float, depth: int = 5):
     "Segments (k x 3 x 2 control points) and generation numbers of a random binary tree growing from `root`."
     ang = np.asarray(angles, dtype=np.float64) + r.normal(0, 0.08, len(angles))
@@ -436,6 +460,7 @@ def _branching_tree(r: np.random.Generator, root, angles, length: float, depth: 
         start = np.concatenate([end, end])
     return np.concatenate(segs), np.concatenate(gens)
 
+# %% ../nbs/02_phantoms.ipynb #4ac8ad79
 def _vessels(cv: _Canvas, r: np.random.Generator, hila) -> np.ndarray:
     "Density of pulmonary vessel trees fanning out of each hilum `(x, y, patient_right)`."
     fan = np.linspace(-1.85, 1.6, 7)
@@ -454,19 +479,14 @@ def _vessels(cv: _Canvas, r: np.random.Generator, hila) -> np.ndarray:
         out += _blur(layer, sigma * k)
     return out
 
-# %% ../nbs/02_phantoms.ipynb #122e56ae
-def _draw_anatomy(cv: _Canvas, p: dict, vessel_rng: np.random.Generator, breasts: bool):
-    "Density map of the anatomy and the geometry the findings need (lung masks, diaphragm)."
-    X, Y, px = cv.X, cv.Y, cv.px
-    eps = 1.6 * px
-    sx = np.float32(p["spine_x"])
-    Xs = X - sx
-    ax = np.abs(Xs)
-    right = Xs < 0                                    # patient's right = image left (before any flip)
+# %% ../nbs/02_phantoms.ipynb #a699bc63
+def _lungs(cv: _Canvas, p: dict, ax, right):
+    """Lung masks (rounded apex, curved lateral wall, domed diaphragm with a sharp costophrenic angle), the relative
+    height `t`, its curve `q` and the diaphragm height `yd` under each column."""
+    Y, eps = cv.Y, 1.6 * cv.px
     rightf = right.astype(np.float32)
     base = np.float32(p["base_l"]) + np.float32(p["base_r"] - p["base_l"]) * rightf
     lung_w, apex, apex_x, med, dome = (np.float32(p[k]) for k in ("lung_w", "apex", "apex_x", "med", "dome"))
-    # lungs: rounded apex, curved lateral wall, domed diaphragm with a sharp costophrenic angle
     t = np.clip((Y - apex) / (base - apex), 0.0, 1.0)
     q = np.sqrt(t * (2.0 - t))
     lat = apex_x + (lung_w - apex_x) * q
@@ -476,14 +496,17 @@ def _draw_anatomy(cv: _Canvas, p: dict, vessel_rng: np.random.Generator, breasts
     u = (ax - dc) / ((lung_w - dc) + ((dc - med) - (lung_w - dc)) * inner)
     yd = base - dome * np.clip(1.0 - u * u, 0.0, 1.0)  # diaphragm height under each column
     d = np.minimum(np.minimum(lat - ax, ax - medial), np.minimum(yd - Y, Y - apex))
-    lung = _ramp(d, eps)
-    # mediastinum: the heart's right and left borders bulge out with depth to a total width of the cardiothoracic
-    # ratio times the thorax width (about a third of it to the patient's right); superior mediastinum; aortic knob
+    return _ramp(d, eps), t, q, yd
+
+# %% ../nbs/02_phantoms.ipynb #31c87e50
+def _mediastinum(cv: _Canvas, p: dict, Xs):
+    "Heart and mediastinum masks, and where the heart's apex and right atrium sit (for pacemaker leads)."
+    Y, eps = cv.Y, 1.6 * cv.px
     W = p["ctr"] * 2.0 * p["lung_w"]
     rmax, lmax = p["heart_right"] * W, (1.0 - p["heart_right"]) * W
     y_top = p["hilum_y"] + 0.06 + p["heart_dy"]
     H = p["base_l"] - 0.55 * p["dome"] - y_top
-    heart, mediastinum = np.zeros_like(X), np.zeros_like(X)
+    heart, mediastinum = np.zeros_like(cv.X), np.zeros_like(cv.X)
     w = cv.window(p["spine_x"] - rmax - 0.05, p["spine_x"] + lmax + 0.05, y_top - 0.1, 1.0 / cv.scale + 0.5)
     Xw, Yw = Xs[w], Y[w]
     s = (Yw - np.float32(y_top)) * np.float32(1 / H)
@@ -497,8 +520,14 @@ def _draw_anatomy(cv: _Canvas, p: dict, vessel_rng: np.random.Generator, breasts
         * _ramp(np.float32(y_top + 0.15) - Yw, 0.1)
     mediastinum[w] = np.maximum(sup, cv.disk(p["spine_x"] + 0.1, -0.36, 0.055, 3 * eps, w))
     mediastinum = np.maximum(mediastinum, heart)
-    lungfield = lung * (1.0 - mediastinum)
-    # body outline: neck, shoulders, torso thinning at the edges, arms
+    apex, right_atrium = (p["spine_x"] + 0.75 * lmax, y_top + 0.9 * H), (p["spine_x"] - 0.6 * rmax, y_top + 0.5 * H)
+    return heart, mediastinum, apex, right_atrium
+
+# %% ../nbs/02_phantoms.ipynb #8218ee78
+def _soft_tissue(cv: _Canvas, p: dict, ax, yd, q, mediastinum, lungfield):
+    """Density of the body outline (neck, shoulders, torso thinning at the edges, arms) with the abdomen, the
+    mediastinum and the air-filled lungs; and the torso mask."""
+    Y, eps = cv.Y, 1.6 * cv.px
     top = -0.97 + 0.12 * ax * ax - 0.3 * _ramp(0.29 - ax, 0.1)
     body_w = np.float32(p["body_w"])
     torso = _ramp(body_w - ax, eps) * _ramp(Y - top, 0.04)
@@ -508,15 +537,24 @@ def _draw_anatomy(cv: _Canvas, p: dict, vessel_rng: np.random.Generator, breasts
     D = np.float32(p["soft"]) * (torso * (0.35 + 0.65 * prof) + 0.75 * arms)
     D += 0.19 * torso * np.maximum(_ramp(Y - yd, 3 * eps), mediastinum)   # abdomen below the diaphragm, mediastinum
     D -= np.float32(p["air"]) * lungfield * (0.82 + 0.18 * q)
-    # vessels: branching trees from each hilum, thick trunks and thin peripheral branches, inside the lungs only
+    return D, torso
+
+# %% ../nbs/02_phantoms.ipynb #fb5965d1
+def _hilar_vessels(cv: _Canvas, p: dict, vessel_rng: np.random.Generator):
+    "Vessel density: branching trees from each hilum (thick trunks, thin peripheral branches) and the hila themselves."
     hy = p["hilum_y"]
     trees = [(p["spine_x"] - 0.18, hy + 0.04, True), (p["spine_x"] + 0.18, hy, False)]
     V = _vessels(cv, vessel_rng, trees)
     for hx_, hy_, _ in trees:
         w = cv.window(hx_ - 0.12, hx_ + 0.12, hy_ - 0.12, hy_ + 0.12)
         V[w] += 0.1 * cv.disk(hx_, hy_, 0.06, 0.1, w)
-    D += V * lungfield
-    # ribs: posterior (arched bands, spacing growing downwards, bright cortex) and fainter anterior ones
+    return V
+
+# %% ../nbs/02_phantoms.ipynb #6c50efa3
+def _add_ribs(D, cv: _Canvas, p: dict, ax, yd, mediastinum):
+    "Add the posterior ribs (arched bands, spacing growing downwards, bright cortex) and fainter anterior ones to `D`."
+    Y = cv.Y
+    lung_w, bone = np.float32(p["lung_w"]), np.float32(p["bone"])
     peak = 0.5 * lung_w
     f = np.float32(p["rib_curv"]) * (ax - peak) ** 2 * (1.7 - 0.7 * (ax < peak).astype(np.float32))
     v = np.maximum(Y - np.float32(p["rib_y0"]) - f, -0.05)
@@ -526,13 +564,16 @@ def _draw_anatomy(cv: _Canvas, p: dict, vessel_rng: np.random.Generator, breasts
     rib = 0.065 * _ramp(0.21 - pf, 0.07) + 0.05 * _ramp(0.21 - pf, 0.05) * _ramp(pf - 0.13, 0.05)
     rib_mask = _ramp(lung_w + 0.08 - ax, 0.05) * _ramp(ax - 0.05, 0.04) * _ramp(v + 0.02, 0.03)
     rib_mask *= 0.1 + 0.9 * _ramp(yd + 0.04 - Y, 0.1)
-    bone = np.float32(p["bone"])
     D += bone * rib * rib_mask * (1.0 - 0.6 * mediastinum)
     ant = (Y + 0.55 * ax) * np.float32(1 / 0.17) + np.float32(p["ant_phase"])
     ant = np.abs(ant - np.floor(ant) - 0.5)
     D += 0.045 * bone * _ramp(0.2 - ant, 0.15) * _ramp(ax - 0.22, 0.1) * _ramp(lung_w + 0.04 - ax, 0.05) \
         * _ramp(yd - Y, 0.05) * _ramp(Y + 0.72, 0.1)
-    # spine: vertebral bodies with disc spaces, pedicles and spinous processes; trachea and main bronchi
+
+# %% ../nbs/02_phantoms.ipynb #7e2b151a
+def _add_spine(D, cv: _Canvas, p: dict, Xs, ax, torso):
+    "Add the spine (vertebral bodies with disc spaces, pedicles and spinous processes) to `D`."
+    Y, eps, bone = cv.Y, 1.6 * cv.px, np.float32(p["bone"])
     w = cv.window(p["spine_x"] - 0.09, p["spine_x"] + 0.09, -1.0 / cv.scale - 0.3, 1.0 / cv.scale + 0.3)
     Xw, Yw, aw = Xs[w], Y[w], ax[w]
     ph = (Yw - np.float32(p["vert_phase"])) * np.float32(1 / p["vert"])
@@ -542,6 +583,10 @@ def _draw_anatomy(cv: _Canvas, p: dict, vessel_rng: np.random.Generator, breasts
     spin = _hyp(Xw * np.float32(1 / 0.013), (fr - 0.75) * np.float32(p["vert"] / 0.03))
     D[w] += bone * (0.05 * spine + 0.03 * (_ramp(1.0 - ped, 0.4) - 0.5 * _ramp(0.55 - ped, 0.4))
                     + 0.03 * _ramp(1 - spin, 0.4)) * torso[w]
+
+def _add_airways(D, cv: _Canvas, p: dict):
+    "Darken `D` along the trachea and the two main bronchi."
+    X, Y, eps = cv.X, cv.Y, 1.6 * cv.px
     car, xt = p["carina"], p["spine_x"] + 0.005
     w = cv.window(xt - 0.2, xt + 0.23, -1.0 / cv.scale - 0.3, car + 0.2)
     Xw, Yw = X[w], Y[w]
@@ -549,7 +594,11 @@ def _draw_anatomy(cv: _Canvas, p: dict, vessel_rng: np.random.Generator, breasts
                         np.minimum(_seg_dist(Xw, Yw, (xt, car), (xt - 0.13, car + 0.16)),
                                    _seg_dist(Xw, Yw, (xt, car), (xt + 0.18, car + 0.1))) - 0.02)
     D[w] -= 0.11 * _ramp(-airway, eps)
-    # clavicles (S-shaped, thicker medially), scapulae, humeral heads
+
+# %% ../nbs/02_phantoms.ipynb #476d8515
+def _add_clavicles(D, cv: _Canvas, p: dict, ax):
+    "Add the clavicles (S-shaped, thicker medially) to `D`."
+    Y, eps, bone = cv.Y, 1.6 * cv.px, np.float32(p["bone"])
     xc0, xc1 = 0.06, p["lung_w"] + 0.14
     w = cv.window(p["spine_x"] - xc1 - 0.05, p["spine_x"] + xc1 + 0.05, p["clav_y"] - p["clav_slope"] - 0.1,
                   p["clav_y"] + 0.1)
@@ -560,25 +609,56 @@ def _draw_anatomy(cv: _Canvas, p: dict, vessel_rng: np.random.Generator, breasts
     dist = np.abs(Yw - yc)
     clav = _ramp(hwc - dist, eps) * _ramp(aw - xc0, 0.02) * _ramp(np.float32(xc1) - aw, 0.05)
     D[w] += bone * clav * (0.15 + 0.05 * _ramp(dist - 0.5 * hwc, eps))
+
+def _add_shoulders(D, cv: _Canvas, p: dict, ax, torso):
+    "Add the scapulae and the humeral heads to `D`."
+    Y, eps, bone = cv.Y, 1.6 * cv.px, np.float32(p["bone"])
+    lung_w, body_w = np.float32(p["lung_w"]), np.float32(p["body_w"])
     w = cv.window(-1.5, 1.5, -1.0 / cv.scale - 0.3, 0.0)
     aw, Yw = ax[w], Y[w]
     xs = lung_w - 0.13 + 0.3 * (Yw + 0.75)
     D[w] += 0.06 * _ramp(aw - xs, 0.02) * _ramp(Yw + 0.8, 0.05) * _ramp(-0.05 - Yw, 0.2) * torso[w]
     hum = _hyp(aw - (body_w + 0.13), Yw + 0.78)
     D[w] += bone * _ramp(0.17 - hum, 2 * eps) * (0.12 + 0.04 * _ramp(hum - 0.14, eps))
-    if breasts:
-        bc = p["base_r"] - 0.05
-        w = cv.window(-1.5, 1.5, bc - 0.5, bc + 0.4)
-        aw, Yw = ax[w], Y[w]
-        bd = _hyp((aw - 0.55) * np.float32(1 / 0.42), (Yw - np.float32(bc)) * np.float32(1 / 0.32))
-        D[w] += 0.07 * _ramp(1.0 - bd, 0.08) * _ramp(Yw - np.float32(bc - 0.25), 0.45) * _ramp(body_w + 0.02 - aw, eps)
-    if p["bubble"]:
-        bx, by = p["spine_x"] + 0.33, p["base_l"] - 0.75 * p["dome"] + 0.1
-        w = cv.window(bx - 0.15, bx + 0.15, by - 0.08, by + 0.08)
-        bub = _hyp((X[w] - np.float32(bx)) * np.float32(1 / p["bubble_w"]), (Y[w] - np.float32(by)) * np.float32(1 / 0.055))
-        D[w] -= 0.2 * _ramp(1.0 - bub, 0.15) * _ramp(np.float32(by + 0.01) - Y[w], eps)
-    geo = dict(lung=lung, lungfield=lungfield, right=right, yd=yd, t=t, heart=heart,
-               heart_apex=(p["spine_x"] + 0.75 * lmax, y_top + 0.9 * H), heart_ra=(p["spine_x"] - 0.6 * rmax, y_top + 0.5 * H))
+
+# %% ../nbs/02_phantoms.ipynb #27af29c3
+def _add_breasts(D, cv: _Canvas, p: dict, ax):
+    "Add two soft breast shadows over the lung bases to `D`."
+    Y, eps, body_w = cv.Y, 1.6 * cv.px, np.float32(p["body_w"])
+    bc = p["base_r"] - 0.05
+    w = cv.window(-1.5, 1.5, bc - 0.5, bc + 0.4)
+    aw, Yw = ax[w], Y[w]
+    bd = _hyp((aw - 0.55) * np.float32(1 / 0.42), (Yw - np.float32(bc)) * np.float32(1 / 0.32))
+    D[w] += 0.07 * _ramp(1.0 - bd, 0.08) * _ramp(Yw - np.float32(bc - 0.25), 0.45) * _ramp(body_w + 0.02 - aw, eps)
+
+def _add_gastric_bubble(D, cv: _Canvas, p: dict):
+    "Darken `D` where the stomach's air bubble sits under the patient's left hemidiaphragm."
+    X, Y, eps = cv.X, cv.Y, 1.6 * cv.px
+    bx, by = p["spine_x"] + 0.33, p["base_l"] - 0.75 * p["dome"] + 0.1
+    w = cv.window(bx - 0.15, bx + 0.15, by - 0.08, by + 0.08)
+    bub = _hyp((X[w] - np.float32(bx)) * np.float32(1 / p["bubble_w"]), (Y[w] - np.float32(by)) * np.float32(1 / 0.055))
+    D[w] -= 0.2 * _ramp(1.0 - bub, 0.15) * _ramp(np.float32(by + 0.01) - Y[w], eps)
+
+# %% ../nbs/02_phantoms.ipynb #122e56ae
+def _draw_anatomy(cv: _Canvas, p: dict, vessel_rng: np.random.Generator, breasts: bool):
+    "Density map of the anatomy and the geometry the findings need (lung masks, diaphragm)."
+    Xs = cv.X - np.float32(p["spine_x"])
+    ax = np.abs(Xs)
+    right = Xs < 0                                    # patient's right = image left (before any flip)
+    lung, t, q, yd = _lungs(cv, p, ax, right)
+    heart, mediastinum, heart_apex, heart_ra = _mediastinum(cv, p, Xs)
+    lungfield = lung * (1.0 - mediastinum)
+    D, torso = _soft_tissue(cv, p, ax, yd, q, mediastinum, lungfield)
+    D += _hilar_vessels(cv, p, vessel_rng) * lungfield
+    _add_ribs(D, cv, p, ax, yd, mediastinum)
+    _add_spine(D, cv, p, Xs, ax, torso)
+    _add_airways(D, cv, p)
+    _add_clavicles(D, cv, p, ax)
+    _add_shoulders(D, cv, p, ax, torso)
+    if breasts: _add_breasts(D, cv, p, ax)
+    if p["bubble"]: _add_gastric_bubble(D, cv, p)
+    geo = dict(lung=lung, lungfield=lungfield, right=right, yd=yd, t=t, heart=heart, heart_apex=heart_apex,
+               heart_ra=heart_ra)
     return D, geo
 
 # %% ../nbs/02_phantoms.ipynb #377e4369
@@ -590,6 +670,7 @@ def _lung_mid(p: dict, t: float) -> float:
     lat = p["apex_x"] + (p["lung_w"] - p["apex_x"]) * q
     return 0.5 * (lat + max(p["apex_x"] - (p["apex_x"] - p["med"]) * math.sqrt(q), 0.16))
 
+# %% ../nbs/02_phantoms.ipynb #54e61348
 def _draw_opacity(cv: _Canvas, p: dict, geo: dict, r: np.random.Generator, zone: str, side: str, extent: float):
     "Density of a ground-glass opacity in `zone` of the patient's `side` lung."
     k = 5
@@ -618,6 +699,7 @@ def _draw_opacity(cv: _Canvas, p: dict, geo: dict, r: np.random.Generator, zone:
     out[w] = np.float32(amp) * patch * (0.7 + 0.6 * mott) * geo["lungfield"][w] * side_mask
     return out
 
+# %% ../nbs/02_phantoms.ipynb #b5350227
 def _draw_effusion(cv: _Canvas, p: dict, geo: dict, r: np.random.Generator, side: str, height: float):
     "Density of a pleural effusion of relative `height` at the base of the patient's `side` lung."
     haze, climb = r.uniform(0.06, 0.12), r.uniform(0.5, 0.9)
@@ -658,6 +740,7 @@ def _draw_tube(cv: _Canvas, p: dict, geo: dict, r: np.random.Generator, kind: st
                       tip], 0.34, 1.4)
     else: raise ValueError(f"unknown tube kind {kind!r}; valid: {TUBE_KINDS}")
 
+# %% ../nbs/02_phantoms.ipynb #5beae0cc
 _ECG_SITES = ((-0.62, -0.6), (0.62, -0.6), (-0.6, 0.5), (0.6, 0.5), (0.3, 0.3), (-0.2, 0.62))
 
 def _draw_ecg(cv: _Canvas, p: dict, geo: dict, r: np.random.Generator):
@@ -675,6 +758,7 @@ def _draw_ecg(cv: _Canvas, p: dict, geo: dict, r: np.random.Generator):
         cv.curve([(ex, ey), mid, end], 0.24, 1.0)
     return D
 
+# %% ../nbs/02_phantoms.ipynb #0dbf5e37
 def _draw_pacemaker(cv: _Canvas, p: dict, geo: dict, r: np.random.Generator):
     "A pacemaker generator below a clavicle with leads into the right heart; returns its density."
     side = 1.0 if r.random() < 0.8 else -1.0          # usually on the patient's left (image right)
@@ -708,6 +792,7 @@ def _draw_pacemaker(cv: _Canvas, p: dict, geo: dict, r: np.random.Generator):
 
 # %% ../nbs/02_phantoms.ipynb #0755f4da
 _LUT_LO, _LUT_HI, _LUT_N = -0.5, 2.0, 4096
+
 _LUT_SCALE = np.float32((_LUT_N - 1) / (_LUT_HI - _LUT_LO))
 
 @functools.lru_cache(maxsize=256)
@@ -719,6 +804,7 @@ def _tone_lut(gamma: float, contrast: float, brightness: float) -> np.ndarray:
     P = np.clip((np.tanh(k * (d - c)) - lo) / (hi - lo), 0.0, 1.0) ** float(gamma)
     return ((P - 0.5) * float(contrast) + 0.5 + float(brightness)).astype(np.float32)
 
+# %% ../nbs/02_phantoms.ipynb #afd26bb2
 def _acquire(D: np.ndarray, f, r: np.random.Generator) -> np.ndarray:
     "Apply exposure, noise, collimation, flip and the burned-in tag to density `D`; returns floats in [0, 1]."
     size = D.shape[0]
@@ -838,10 +924,7 @@ def _write_png(path, img: np.ndarray):
     from PIL import Image
     Image.fromarray(img, mode="L").save(path, format="PNG", compress_level=3)
 
-def _ids(n: int) -> tuple[list[str], list[str]]:
-    w = max(5, len(str(max(n - 1, 0))))
-    return [f"phantom_{i:0{w}d}" for i in range(n)], [f"patient_{i:0{w}d}" for i in range(n)]
-
+# %% ../nbs/02_phantoms.ipynb #7ff2512a
 def metadata_table(meta: pd.DataFrame) -> pd.DataFrame:
     "The `metadata.csv` table of a phantom set: `id`, `path`, `patient_id`, `label:<finding>`, then the factors."
     out = pd.DataFrame({"id": meta["id"].to_numpy(), "path": [f"images/{i}.png" for i in meta["id"]],
@@ -859,6 +942,7 @@ def _finish_folder(tmp: Path, meta: pd.DataFrame, config: PhantomConfig, seed: i
     save_config(tmp, config, input_fingerprint=fingerprint(table.to_csv(index=False).encode()), seed=int(seed),
                 n_images=len(table), generator="medinterp.phantoms.make_phantoms")
 
+# %% ../nbs/02_phantoms.ipynb #a5887bb0
 def _render_rows(rows: list, size: int, dest=None):
     "Render `rows` (dicts of factors); with `dest`, write `<id>.png` files there instead of returning the images."
     out = np.empty((len(rows), size, size), dtype=np.uint8)
@@ -867,7 +951,39 @@ def _render_rows(rows: list, size: int, dest=None):
         if dest is not None: _write_png(Path(dest) / f"{row['id']}.png", out[j])
     return None if dest is not None else out
 
+def _render_chunks(chunks: list, size: int, workers: int, dest=None):
+    "Render `chunks` of rows in order, here or in `workers` spawned processes; yields each chunk's result."
+    if workers <= 1:
+        yield from (_render_rows(c, size, dest) for c in chunks)
+        return
+    import concurrent.futures as cf, multiprocessing as mp
+    with cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as ex:
+        yield from ex.map(_render_rows, chunks, [size] * len(chunks), [dest] * len(chunks))
+
+# %% ../nbs/02_phantoms.ipynb #dd53b6e1
+def _n_workers(workers, n: int) -> int:
+    import os
+    if workers is None: return 1 if n < 400 else max(1, min(os.cpu_count() or 1, 8))
+    if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
+        raise ValueError(f"workers must be a positive integer or None, got {workers!r}")
+    return int(workers)
+
+def _progress(it, chunks: list, show: bool):
+    "Pass the results of `it` (one per chunk) through, counting the chunks' images on a progress bar when `show`."
+    if not show:
+        yield from it
+        return
+    from tqdm.auto import tqdm
+    with tqdm(total=sum(len(c) for c in chunks), desc="phantoms", unit="img") as pbar:
+        for c, res in zip(chunks, it):
+            pbar.update(len(c))
+            yield res
+
 # %% ../nbs/02_phantoms.ipynb #82032535
+def _ids(n: int) -> tuple[list[str], list[str]]:
+    w = max(5, len(str(max(n - 1, 0))))
+    return [f"phantom_{i:0{w}d}" for i in range(n)], [f"patient_{i:0{w}d}" for i in range(n)]
+
 def make_phantoms(n: int, size: int = 224, seed: int = 0, *, out_dir=None, correlate=None, workers: int | None = None,
                   progress: bool | None = None, overwrite: bool = False, **factors):
     """Make `n` phantoms. In memory: a `PhantomSet`; with `out_dir`: a dataset folder, returned as a `CXRDataset`.
@@ -884,47 +1000,21 @@ def make_phantoms(n: int, size: int = 224, seed: int = 0, *, out_dir=None, corre
     meta.insert(0, "patient_id", pids)
     meta.insert(0, "id", ids)
     rows = meta.to_dict("records")
-    chunk = 64
-    chunks = [rows[i:i + chunk] for i in range(0, len(rows), chunk)]
+    chunks = [rows[i:i + 64] for i in range(0, len(rows), 64)]
     workers = _n_workers(workers, len(rows))
     show = len(rows) >= 1000 if progress is None else bool(progress)
-
-    def run(dest=None):
-        if workers <= 1:
-            yield from (_render_rows(c, size, dest) for c in chunks)
-            return
-        import concurrent.futures as cf, multiprocessing as mp
-        with cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as ex:
-            yield from ex.map(_render_rows, chunks, [size] * len(chunks), [dest] * len(chunks))
-
-    def bar(it):
-        if not show:
-            yield from it
-            return
-        from tqdm.auto import tqdm
-        with tqdm(total=len(rows), desc="phantoms", unit="img") as pbar:
-            for c, res in zip(chunks, it):
-                pbar.update(len(c))
-                yield res
-
+    run = lambda dest=None: _progress(_render_chunks(chunks, size, workers, dest), chunks, show)
     if out_dir is None:
-        parts = list(bar(run()))
+        parts = list(run())
         images = np.concatenate(parts) if parts else np.empty((0, size, size), dtype=np.uint8)
         return PhantomSet(images, meta, config, seed)
     out_dir = Path(out_dir)
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
         (tmp / "images").mkdir()
-        for _ in bar(run(str(tmp / "images"))): pass
+        for _ in run(str(tmp / "images")): pass
         _finish_folder(tmp, meta, config, seed)
     from medinterp.data import CXRDataset
     return CXRDataset.from_folder(out_dir, out_dir / "metadata.csv", progress=show)
-
-def _n_workers(workers, n: int) -> int:
-    import os
-    if workers is None: return 1 if n < 400 else max(1, min(os.cpu_count() or 1, 8))
-    if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
-        raise ValueError(f"workers must be a positive integer or None, got {workers!r}")
-    return int(workers)
 
 # %% ../nbs/02_phantoms.ipynb #72387ad4
 def describe(row) -> str:
@@ -944,6 +1034,7 @@ def describe(row) -> str:
     if abs(float(row["rotation"])) >= 2: hw.append(f"ROT{float(row['rotation']):+.0f}")
     return " ".join(find) + "\n" + " ".join(hw)
 
+# %% ../nbs/02_phantoms.ipynb #b39d478e
 def contact_sheet(images, ncols: int = 8, captions=None, pad: int = 2, caption_scale: int = 1):
     """A grayscale `PIL.Image` grid of `images` (N x H x W uint8 array, a list of arrays, or a `PhantomSet`) with
     optional `captions` (one string per image; newlines start new lines; upper-cased, clipped to the tile)."""
