@@ -598,7 +598,7 @@ def _skipped(items, b0: int, ids, index_df: pd.DataFrame, start: int, on_error: 
     return skipped
 
 # %% ../nbs/05_extract.ipynb #aa911e83
-def _forward(backbone: Backbone, acts: dict, items, good, keys, m: dict, config: ExtractConfig, out: dict) -> bool:
+def _forward_batch(backbone: Backbone, acts: dict, items, good, keys, m: dict, config: ExtractConfig, out: dict) -> bool:
     """Run the batch's readable images (`good`) through the model and cast each captured vector into its rows of `out`;
     True when a finite value overflowed the storage dtype."""
     dtype, overflow = np.dtype(config.dtype), False
@@ -635,7 +635,7 @@ def _run(dataset, backbone, config: ExtractConfig, out_dir: Path, m: dict, index
                 good = np.array([j for j, (t, _) in enumerate(items) if t is not None], dtype=np.int64)
                 skipped = _skipped(items, b0, ids, index_df, start, config.on_error)
                 out = {k: np.full((b1 - b0, m["dims"][k[0]]), np.nan, dtype=dtype) for k in keys}
-                overflow = _forward(backbone, acts, items, good, keys, m, config, out) if len(good) else False
+                overflow = _forward_batch(backbone, acts, items, good, keys, m, config, out) if len(good) else False
                 bad = _nonfinite(out, good, ids[b0:b1], b0) if len(good) else []
                 if bad and config.on_nonfinite == "raise":
                     raise NonFiniteActivationError(_nonfinite_message(bad, config.layers, config.dtype, overflow), bad)
