@@ -112,3 +112,9 @@ def test_committed_tutorials_quote_no_uncomputed_result():
     constants = claims._library_constants()
     bad = [line for nb in claims.notebooks() for line in claims.unsupported(nb, constants)]
     assert not bad, "\n".join(bad)
+
+
+def test_library_notebooks_read_like_a_course():
+    "`.ci/style_stats.py --check`: short export cells, one public definition each with a sentence before it, short functions, each helper once."
+    res = subprocess.run([sys.executable, str(ROOT / ".ci" / "style_stats.py"), "--list", "--check"], capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
