@@ -28,7 +28,8 @@ from .models import POOLINGS, Backbone, capture
 # %% auto #0
 __all__ = ['DTYPES', 'ON_NONFINITE', 'ON_ERROR', 'STORE_FORMAT', 'FORMAT_VERSION', 'MANIFEST', 'INDEX', 'RESERVED_COLUMNS',
            'TIMESTAMPS', 'ExtractConfig', 'shard_rows', 'array_filename', 'IncompleteStoreError', 'StoreMismatchError',
-           'NonFiniteActivationError', 'ActivationStore', 'extract', 'comparable_manifest', 'merge_stores']
+           'NonFiniteActivationError', 'skip_kind', 'count_reasons', 'NoReadableImagesError', 'ActivationStore',
+           'extract', 'comparable_manifest', 'merge_stores']
 
 # %% ../nbs/05_extract.ipynb #6a933ca9
 DTYPES = ("float32", "float16")
@@ -214,6 +215,36 @@ class NonFiniteActivationError(ValueError):
         super().__init__(message)
         self.records = list(records)
 
+# %% ../nbs/05_extract.ipynb #e2ad073b
+_SKIP_KINDS = (("file not found", "missing file"), ("duplicate id", "duplicate id"), ("corrupt or truncated", "undecodable"),
+               ("not an image", "not an image"), ("too small", "too small"), ("DICOM file has no pixel data", "DICOM without pixel data"),
+               ("no pixel data", "DICOM without pixel data"), ("empty", "empty file"))
+
+def skip_kind(reason) -> str:
+    "The short kind of a skip `reason` (as `CXRDataset.skipped` or `store.skipped` word it), e.g. 'undecodable'."
+    text = str(reason or "")
+    for start, kind in _SKIP_KINDS:
+        if text.startswith(start) or f": {start}" in text: return kind
+    return "unreadable"
+
+# %% ../nbs/05_extract.ipynb #5af4d944
+def count_reasons(records) -> str:
+    "'3 undecodable, 2 DICOM without pixel data, ...' for the records' reasons (most frequent kind first)."
+    counts = {}
+    for r in records:
+        k = skip_kind(r.get("reason"))
+        counts[k] = counts.get(k, 0) + 1
+    return ", ".join(f"{n} {k}" for k, n in sorted(counts.items(), key=lambda kn: (-kn[1], kn[0])))
+
+# %% ../nbs/05_extract.ipynb #e3040cb5
+class NoReadableImagesError(ValueError):
+    "No image could be read; the message counts the causes by kind and `.records` lists `{path, reason, row}` of each."
+    def __init__(self, total: int, records=(), where: str = ""):
+        self.records, self.total = list(records), int(total)
+        causes = count_reasons(self.records) or "no image listed"
+        super().__init__(f"{where + ': ' if where else ''}0 of {self.total} images could be read: {causes}"
+                         + (f" (e.g. {self.records[0].get('path')}: {self.records[0].get('reason')})" if self.records else ""))
+
 # %% ../nbs/05_extract.ipynb #23d94498
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
@@ -297,12 +328,16 @@ def open(cls: ActivationStore, path) -> "ActivationStore":
     return store
 
 # %% ../nbs/05_extract.ipynb #6b5dc4e9
+def _skipped_rows(m: dict) -> list[int]:
+    "Store rows of the manifest's skipped images (those left out while loading the dataset have none)."
+    return [int(s["row"]) for s in m["skipped"] if s.get("row") is not None]
+
 @patch(as_prop=True)
 def valid(self: ActivationStore) -> np.ndarray:
     "Rows that hold activations: extracted (below `rows_completed`) and not skipped as unreadable."
     v = np.zeros(len(self), dtype=bool)
     v[:self.rows_completed] = True
-    v[[s["row"] for s in self._m["skipped"]]] = False
+    v[_skipped_rows(self._m)] = False
     return v
 
 # %% ../nbs/05_extract.ipynb #cad0b0ad
@@ -336,8 +371,10 @@ def nonfinite(self: ActivationStore) -> pd.DataFrame:
 # %% ../nbs/05_extract.ipynb #48713d5b
 @patch(as_prop=True)
 def skipped(self: ActivationStore) -> pd.DataFrame:
-    "Images that could not be read (`on_error='skip'`): row, id, path, reason; their rows are NaN."
-    return pd.DataFrame(self._m["skipped"], columns=["row", "id", "path", "reason"])
+    """Every image that could not be read: row, id, path, reason, metadata_row, stage. `stage='extract'`: unreadable
+    at extraction (`on_error='skip'`), its store `row` is NaN; `stage='load'`: left out while loading the dataset (no
+    store row or id; `metadata_row` is its row in the metadata file, when there is one)."""
+    return pd.DataFrame(self._m["skipped"], columns=["row", "id", "path", "reason", "metadata_row", "stage"])
 
 # %% ../nbs/05_extract.ipynb #c693615a
 @patch
@@ -414,6 +451,19 @@ def _jsonable(obj):
     "`obj` after a JSON round trip (tuples -> lists), as it will read back from disk."
     return json.loads(dumps(obj))
 
+def _relative(path, root) -> str | None:
+    "`path` relative to `root` when it lies under it (else as given); None stays None."
+    if path is None: return None
+    try: return Path(path).relative_to(root).as_posix() if root is not None else str(path)
+    except ValueError: return str(path)
+
+def _load_skipped(dataset: CXRDataset) -> list[dict]:
+    """The images `dataset` left out while loading, as store `skipped` records: no store row or id, the file (relative to
+    the dataset root), the reason and the metadata row (`metadata_row`); no other metadata value."""
+    return [{"row": None, "id": None, "path": _relative(r["path"], dataset.root), "reason": str(r["reason"]),
+             "metadata_row": None if pd.isna(r["row"]) else int(r["row"]), "stage": "load"}
+            for r in dataset.skipped.to_dict("records")]
+
 def _new_manifest(config: ExtractConfig, backbone: Backbone, dataset: CXRDataset, dims: dict, start: int, stop: int,
                   dtypes) -> dict:
     "The manifest of a fresh store (`rows_completed = 0`)."
@@ -431,7 +481,7 @@ def _new_manifest(config: ExtractConfig, backbone: Backbone, dataset: CXRDataset
                     "root": None if dataset.root is None else str(dataset.root),
                     "label_names": dataset.label_names, "index_columns": dtypes, "kinds": dataset.kinds},
         "shard": config.shard, "row_offset": start, "rows_total": stop - start, "rows_completed": 0,
-        "complete": False, "skipped": [], "nonfinite": [], "config": config.to_dict(),
+        "complete": False, "skipped": _load_skipped(dataset), "nonfinite": [], "config": config.to_dict(),
         "provenance": prov, "created": prov["created"], "updated": prov["created"]})
 
 # %% ../nbs/05_extract.ipynb #550dd578
@@ -450,7 +500,7 @@ def _create_store(out_dir: Path, manifest: dict, index_df: pd.DataFrame, config:
 def _finish(out_dir: Path, m: dict, index_df: pd.DataFrame, config: ExtractConfig):
     "Write the final `valid` column and config, then mark the manifest complete (in that order)."
     valid = np.ones(m["rows_total"], dtype=bool)
-    valid[[s["row"] for s in m["skipped"]]] = False
+    valid[_skipped_rows(m)] = False
     _write_index(out_dir / INDEX, index_df, valid)
     save_config(out_dir, config, input_fingerprint=m["dataset"]["fingerprint"])
     m.update(complete=True, updated=_now())
@@ -544,6 +594,23 @@ def _announce(m: dict, dims: dict, config: ExtractConfig, out_dir: Path):
           f"{config.dtype} values per image -> about {_human(n * values * np.dtype(config.dtype).itemsize)} "
           f"in {out_dir}" + (f" (resuming at row {done})" if done else ""))
 
+# %% ../nbs/05_extract.ipynb #4e871726
+def _checked_out_dir(out_dir, dataset: CXRDataset) -> Path:
+    "`out_dir` as a Path; raises when it is missing or when `dataset` holds no image (`NoReadableImagesError`)."
+    if out_dir is None: raise TypeError("extract needs out_dir=, the folder of the activation store")
+    if len(dataset) == 0:
+        recs = _load_skipped(dataset)
+        raise NoReadableImagesError(len(recs), recs, f"dataset {dataset.name!r}" if dataset.name else "")
+    return Path(out_dir).expanduser()
+
+def _readable(store: "ActivationStore") -> "ActivationStore":
+    """`store` when at least one of its rows holds activations, else `NoReadableImagesError` counting every skip. A shard
+    passes (its rows may all be unreadable while other shards' are not; the merged store is checked by the stages)."""
+    if not store.complete or store.shard is not None or store.valid.any(): return store
+    recs = store.skipped.to_dict("records")
+    raise NoReadableImagesError(len(store) + sum(r["row"] is None or pd.isna(r["row"]) for r in recs), recs,
+                                f"the activation store {store.path}")
+
 # %% ../nbs/05_extract.ipynb #f2646ca7
 def extract(dataset: CXRDataset, backbone: Backbone, layers=None, out_dir=None, *, pooling=("cls",),
             batch_size: int | None = None, dtype: str = "float32", precision: str = "float32", device=None,
@@ -555,9 +622,9 @@ def extract(dataset: CXRDataset, backbone: Backbone, layers=None, out_dir=None, 
     Knobs as in `ExtractConfig` (or pass `config=`; it then replaces them). `batch_size=None` means the existing
     store's batch size when resuming, else 32. Unreadable images raise `ImageReadError` naming the file, or with
     `on_error='skip'` become NaN rows listed in `store.skipped`. Re-running on an unfinished store resumes it;
-    a store made differently raises `StoreMismatchError` (or is replaced with `overwrite=True`)."""
-    if out_dir is None: raise TypeError("extract needs out_dir=, the folder of the activation store")
-    out_dir = Path(out_dir).expanduser()
+    a store made differently raises `StoreMismatchError` (or is replaced with `overwrite=True`). No readable image at all
+    (an empty dataset, or every row unreadable) raises `NoReadableImagesError`, its causes counted."""
+    out_dir = _checked_out_dir(out_dir, dataset)
     existing = _open_existing(out_dir, overwrite)
     if config is None:
         if batch_size is None: batch_size = existing._m["batch_size"] if existing is not None else 32
@@ -578,10 +645,10 @@ def extract(dataset: CXRDataset, backbone: Backbone, layers=None, out_dir=None, 
     if m is None:
         if verbose: print(f"extract: the store in {out_dir} is already complete ({existing._m['rows_total']} rows); "
                           "nothing to do")
-        return ActivationStore.open(out_dir)
+        return _readable(ActivationStore.open(out_dir))
     if verbose: _announce(m, dims, config, out_dir)
     _run(dataset, backbone, config, out_dir, m, index_df, start, progress, verbose)
-    return ActivationStore.open(out_dir)
+    return _readable(ActivationStore.open(out_dir))
 
 # %% ../nbs/05_extract.ipynb #4e50f773
 def _skipped(items, b0: int, ids, index_df: pd.DataFrame, start: int, on_error: str) -> list[dict]:
@@ -594,7 +661,7 @@ def _skipped(items, b0: int, ids, index_df: pd.DataFrame, start: int, on_error: 
                                  f"{start + b0 + j}); pass on_error='skip' to record it as a missing row "
                                  "and carry on") from err
         skipped.append({"row": b0 + j, "id": ids[b0 + j], "path": index_df["path"].iat[b0 + j],
-                        "reason": err.reason})
+                        "reason": err.reason, "metadata_row": None, "stage": "extract"})
     return skipped
 
 # %% ../nbs/05_extract.ipynb #aa911e83
@@ -708,7 +775,8 @@ def _merged_manifest(manifest: dict, stores: list, N: int) -> dict:
     m = copy.deepcopy(manifest)
     now = _now()
     m.update(shard=None, row_offset=0, rows_total=N, rows_completed=N, complete=True, created=now, updated=now,
-             skipped=[{**r, "row": r["row"] + s.row_offset} for s in stores for r in s._m["skipped"]],
+             skipped=[r for r in manifest["skipped"] if r.get("row") is None] +     # left out while loading: once
+                     [{**r, "row": r["row"] + s.row_offset} for s in stores for r in s._m["skipped"] if r.get("row") is not None],
              nonfinite=[{**r, "row": r["row"] + s.row_offset} for s in stores for r in s._m["nonfinite"]])
     m["config"]["shard"] = None
     m["provenance"]["created"] = now

@@ -22,7 +22,8 @@ import medinterp
 from .concepts import IDENTIFIER_COLUMNS, Concept, Concepts, describe_concept
 from .core import provenance, write_text_atomic
 from .rdx import Snapshot, snapshot, snapshots
-from .study import Study
+from .extract import count_reasons, skip_kind
+from .study import Study, require_images
 from .viz import (CATEGORY_COLORS, DELTA_COLORSCALE, RANK_COLORSCALE, align_2d, delta_colors, depth_profile_image,
                            grid_image, pair_projection_image, png_bytes, project, rank_colors, save_png, snapshot_image,
                            snapshot_scale, summaries_html, thumbnail)
@@ -386,6 +387,20 @@ def _excluded_rows(study, include_ids: bool) -> pd.DataFrame:
     if sw is None: return pd.DataFrame(columns=["row", "reason"])
     ex = sw.excluded
     return ex[["row", "id", "reason"]] if include_ids else ex[["row", "reason"]]
+
+# %% ../nbs/15_report.ipynb #a2451c9a
+def _skipped_section(study, first: int = 5) -> str:
+    """'N images could not be read' with the reasons counted and the first `first` listed by metadata row and kind (file
+    names can hold patient ids, so the report names none, even with `include_ids`); '' when none was skipped."""
+    t = study.skipped() if study.skipped_path.is_file() or study.has_store else pd.DataFrame(columns=["file", "reason", "row"])
+    if not len(t): return ""
+    recs = t.to_dict("records")
+    where = lambda r: f"metadata row {r['row']}" if str(r["row"]).strip() else "no metadata row"
+    items = "".join(f"<li>{esc(where(r))}: {esc(skip_kind(r['reason']))}</li>" for r in recs[:first])
+    more = f'<p class="muted small">and {len(t) - first} more in skipped.csv</p>' if len(t) > first else ""
+    return (f'<section id="skipped"><h2>{len(t)} image{"s" if len(t) != 1 else ""} could not be read</h2>'
+            f"<p>Left out of every analysis: {esc(count_reasons(recs))}. The full list (file, reason, metadata row) "
+            f"is in the study's <code>skipped.csv</code>.</p><ul>{items}</ul>{more}</section>")
 
 # %% ../nbs/15_report.ipynb #06dab97b
 def _provenance_section(study, include_ids: bool, extra_versions: dict) -> str:
@@ -835,7 +850,7 @@ def _page(ctx, heading: str, drawn: set, pics: _Pictures) -> str:
         f"<main><header><h1>{esc(heading)}</h1>"
         f'<p class="muted small">medinterp {esc(medinterp.__version__)} · written {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M} UTC'
         f" · {len(drawn)} of {len(ctx['order'])} concept and latent articles drawn within {ctx['cap_mb']:g} MB</p></header>",
-        _audit_section(ctx["audit"]), _summary_section(sweep, ctx["summaries"], ctx["findings"]), _contents(sweep, study), _about(study, sweep, ctx["include_ids"]),
+        _skipped_section(study), _audit_section(ctx["audit"]), _summary_section(sweep, ctx["summaries"], ctx["findings"]), _contents(sweep, study), _about(study, sweep, ctx["include_ids"]),
         _provenance_section(study, ctx["include_ids"], {}), _overview_section(study, sweep),
         '<section id="pairs"><h2>Layer pairs</h2>' + ("\n".join(pairs) or '<p class="note">No RDX sweep yet (run '
                                                         '<code>study.run_rdx()</code>).</p>') + "</section>",
@@ -876,7 +891,7 @@ def export_html(study, path=None, *, include_ids: bool = False, max_concepts: in
     _check_report_args(max_concepts, max_latents, enrichment_rows, snapshot_k, thumb_px, quality, size_budget_mb)
     path = study.report_path if path is None else Path(path)
     sweep = study.sweep
-    _ = study.store                                         # a study without activations raises here
+    require_images(study, "export_html")                    # no activations, or no readable image: raises here
     if not study.thumbnails_path.is_file():
         raise FileNotFoundError(f"the study {study.path} has no thumbnails: run study.extract(...) to write them")
     pics = _Pictures(study, min(study.config.thumb_size, 2 * int(thumb_px)), quality, bool(include_ids))

@@ -22,7 +22,7 @@ from .data import BASE_META
 from .core import (Config, _safe_name, _write_npy_atomic, fingerprint, provenance, write_json_atomic,
                             write_text_atomic)
 from .evaluate import NamingContext, OfflineNamer, compare_tables, concept_latents, latent_concepts, name_latents
-from .extract import ActivationStore, extract
+from .extract import ActivationStore, NoReadableImagesError, extract
 from .rdx import RDXConfig
 from .sae import SAE, SAEConfig, encode_all, sae_concepts, train_sae
 from .sweep import Sweep, layer_overview, rdx_sweep, resolve_poolings, usable_rows
@@ -31,8 +31,8 @@ from .viz import thumbnail
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['STUDY_FILE', 'STUDY_FORMAT', 'AUDIT_DIR', 'SAE_RUN_FILE', 'SAE_RUN_FORMAT', 'SIGNIFICANCE_COLUMNS', 'StudyConfig',
-           'Study', 'write_images', 'SAERun']
+__all__ = ['STUDY_FILE', 'STUDY_FORMAT', 'SKIPPED_COLUMNS', 'AUDIT_DIR', 'SAE_RUN_FILE', 'SAE_RUN_FORMAT', 'SIGNIFICANCE_COLUMNS',
+           'StudyConfig', 'Study', 'write_images', 'write_skipped', 'skipped_line', 'require_images', 'SAERun']
 
 # %% ../nbs/13_study.ipynb #24ee9068
 STUDY_FILE, STUDY_FORMAT = "config.json", "medinterp.study"
@@ -97,6 +97,7 @@ class Study:
     overview_path = property(lambda self: self.path / "overview.csv")
     notes_path = property(lambda self: self.path / "notes.json")
     report_path = property(lambda self: self.path / "report.html")
+    skipped_path = property(lambda self: self.path / "skipped.csv")
 
 # %% ../nbs/13_study.ipynb #742b7703
 def _write_csv_atomic(path: Path, df: pd.DataFrame):
@@ -145,6 +146,19 @@ def write_images(study: "Study", dataset, *, overwrite: bool = False, progress: 
     study.__dict__.pop("thumbnails", None)
     return table
 
+# %% ../nbs/13_study.ipynb #9faaf222
+SKIPPED_COLUMNS = ["file", "reason", "row"]
+
+def write_skipped(study: "Study", records) -> Path:
+    """Write `<study>/skipped.csv` (columns `SKIPPED_COLUMNS`) from skip records (`path`, `reason`, and `metadata_row` or
+    `row` for the metadata row), atomically; an empty table when nothing was skipped."""
+    def meta_row(r):                                   # a store record (it has an id) holds the store row in `row`
+        v = r.get("metadata_row") if ("metadata_row" in r or "id" in r) else r.get("row")
+        return "" if v is None or pd.isna(v) else int(v)
+    rows = [{"file": r.get("path"), "reason": r.get("reason"), "row": meta_row(r)} for r in records]
+    _write_csv_atomic(study.skipped_path, pd.DataFrame(rows, columns=SKIPPED_COLUMNS))
+    return study.skipped_path
+
 # %% ../nbs/13_study.ipynb #6a78138a
 @patch(as_prop=True)
 def store(self: Study) -> ActivationStore:
@@ -164,11 +178,16 @@ def has_store(self: Study) -> bool: return (self.activations_dir / "manifest.jso
 def extract(self: Study, dataset, backbone, layers=None, *, pooling=("cls", "mean"), progress: bool = True,
             **kwargs) -> ActivationStore:
     """Stage 1: `extract.extract(dataset, backbone, layers, <study>/activations, pooling=..., **kwargs)`, then the
-    thumbnails and image statistics (`write_images`). Rerunning resumes or skips finished work."""
+    thumbnails and image statistics (`write_images`) and `skipped.csv` (`write_skipped`). Rerunning resumes or skips finished
+    work. No readable image at all raises `NoReadableImagesError` (after writing `skipped.csv`)."""
     stale = [k for k in self.__dict__ if k == "store" or (isinstance(k, tuple) and k[0] == "audit")]
     for k in stale: del self.__dict__[k]                      # a new store: its audit is recomputed too
     kwargs.setdefault("verbose", False)
-    self.__dict__["store"] = extract(dataset, backbone, layers, self.activations_dir, pooling=pooling, progress=progress, **kwargs)
+    try: self.__dict__["store"] = extract(dataset, backbone, layers, self.activations_dir, pooling=pooling, progress=progress, **kwargs)
+    except NoReadableImagesError as e:
+        write_skipped(self, e.records)                        # the list of causes stays on record
+        raise
+    write_skipped(self, self.store.skipped.to_dict("records"))
     write_images(self, dataset, progress=progress)
     return self.store
 
@@ -180,6 +199,38 @@ def images(self: Study) -> pd.DataFrame:
     df = pd.read_csv(self.images_path, dtype={"id": str, "error": str}, keep_default_na=False, na_values=["", "NaN", "nan"])
     df["error"] = df["error"].fillna("")
     return df
+
+# %% ../nbs/13_study.ipynb #207c9d21
+@patch
+def skipped(self: Study) -> pd.DataFrame:
+    "`skipped.csv`: file, reason, row (the metadata row, blank when there is none) of every image that could not be read."
+    if not self.skipped_path.is_file():
+        if not self.has_store: raise FileNotFoundError(f"the study {self.path} has no skipped.csv yet: run study.extract")
+        write_skipped(self, self.store.skipped.to_dict("records"))   # a study extracted before skipped.csv existed
+    return pd.read_csv(self.skipped_path, dtype=str, keep_default_na=False)
+
+# %% ../nbs/13_study.ipynb #e59f858f
+def skipped_line(study: Study, first: int = 3) -> str | None:
+    "'N image(s) skipped: <first reasons>; full list: <study>/skipped.csv', or None when every image was read."
+    t = study.skipped()
+    if not len(t): return None
+    shown = "; ".join(f"{f}: {r}" for f, r in zip(t["file"].head(first), t["reason"].head(first)))
+    more = f" (and {len(t) - first} more)" if len(t) > first else ""
+    return f"{len(t)} image(s) skipped: {shown}{more}; full list: {study.skipped_path}"
+
+# %% ../nbs/13_study.ipynb #d6469318
+def require_images(study: Study, stage: str = "this stage") -> None:
+    "Raise `NoReadableImagesError` (causes counted) when `study` holds no readable image; `FileNotFoundError` before extraction."
+    if not study.has_store:
+        if study.skipped_path.is_file():
+            recs = [{"path": f, "reason": r} for f, r in zip(study.skipped()["file"], study.skipped()["reason"])]
+            raise NoReadableImagesError(len(recs), recs, f"{stage}: the study {study.path} is empty (extract read no image)")
+        _ = study.store                                     # raises: no activations yet
+    st = study.store
+    if st.complete and not st.valid.any():
+        recs = st.skipped.to_dict("records")
+        raise NoReadableImagesError(len(st) + int(st.skipped["row"].isna().sum()), recs,
+                                    f"{stage}: the study {study.path} is empty (extract read no image)")
 
 # %% ../nbs/13_study.ipynb #86575acc
 @patch(as_prop=True)
@@ -223,6 +274,7 @@ def run_rdx(self: Study, config: RDXConfig | None = None, layers=None, *, k: int
             **kwargs) -> Sweep:
     """Stage 2: `rdx_sweep(store, layers, config, <study>/rdx, extra=image statistics, **kwargs)` and the layer
     overview (kNN overlap at `k`) written to `overview.csv`. Returns the `Sweep`."""
+    require_images(self, "run_rdx")
     sweep = rdx_sweep(self.store, layers, config, self.rdx_dir, extra=_image_extra(self), progress=progress, **kwargs)
     table = layer_overview(self.store, sweep=sweep, k=k, progress=progress)
     _write_csv_atomic(self.overview_path, table)
@@ -410,7 +462,7 @@ def train_sae(self: Study, layer: str | None = None, config: SAEConfig | None = 
               name: str | None = None, namer=None, top: int = 16, overwrite: bool = False, progress: bool = True) -> SAERun:
     """Stage 3: train an SAE on `layer` (default: the last stored layer) and evaluate it into `sae/<name>/` (see above).
     `namer`: a `evaluate.Namer` (default `OfflineNamer()`); `top`: images per latent grid."""
-    store = self.store
+    require_images(self, "train_sae"); store = self.store
     layer = store.layers[-1] if layer is None else layer
     if layer not in store.layers: raise KeyError(f"no layer {layer!r} in the study; layers: {store.layers}")
     config = SAEConfig() if config is None else config
