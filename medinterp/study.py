@@ -31,8 +31,9 @@ from .viz import thumbnail
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['STUDY_FILE', 'STUDY_FORMAT', 'SKIPPED_COLUMNS', 'AUDIT_DIR', 'SAE_RUN_FILE', 'SAE_RUN_FORMAT', 'SIGNIFICANCE_COLUMNS',
-           'StudyConfig', 'Study', 'write_images', 'write_skipped', 'skipped_line', 'require_images', 'SAERun']
+__all__ = ['STUDY_FILE', 'STUDY_FORMAT', 'SKIPPED_CSV_COLUMNS', 'AUDIT_DIR', 'SAE_RUN_FILE', 'SAE_RUN_FORMAT',
+           'SIGNIFICANCE_COLUMNS', 'StudyConfig', 'Study', 'write_images', 'write_skipped', 'skipped_line',
+           'require_images', 'SAERun']
 
 # %% ../nbs/13_study.ipynb #24ee9068
 STUDY_FILE, STUDY_FORMAT = "config.json", "medinterp.study"
@@ -147,16 +148,16 @@ def write_images(study: "Study", dataset, *, overwrite: bool = False, progress: 
     return table
 
 # %% ../nbs/13_study.ipynb #9faaf222
-SKIPPED_COLUMNS = ["file", "reason", "row"]
+SKIPPED_CSV_COLUMNS = ["file", "reason", "row"]
 
 def write_skipped(study: "Study", records) -> Path:
-    """Write `<study>/skipped.csv` (columns `SKIPPED_COLUMNS`) from skip records (`path`, `reason`, and `metadata_row` or
+    """Write `<study>/skipped.csv` (columns `SKIPPED_CSV_COLUMNS`) from skip records (`path`, `reason`, and `metadata_row` or
     `row` for the metadata row), atomically; an empty table when nothing was skipped."""
     def meta_row(r):                                   # a store record (it has an id) holds the store row in `row`
         v = r.get("metadata_row") if ("metadata_row" in r or "id" in r) else r.get("row")
         return "" if v is None or pd.isna(v) else int(v)
     rows = [{"file": r.get("path"), "reason": r.get("reason"), "row": meta_row(r)} for r in records]
-    _write_csv_atomic(study.skipped_path, pd.DataFrame(rows, columns=SKIPPED_COLUMNS))
+    _write_csv_atomic(study.skipped_path, pd.DataFrame(rows, columns=SKIPPED_CSV_COLUMNS))
     return study.skipped_path
 
 # %% ../nbs/13_study.ipynb #6a78138a

@@ -12,7 +12,7 @@ from PIL import Image
 
 from medinterp.data import CXRDataset
 from medinterp.extract import ActivationStore, NoReadableImagesError, extract, merge_stores
-from medinterp.study import SKIPPED_COLUMNS, Study, StudyConfig, require_images, skipped_line
+from medinterp.study import SKIPPED_CSV_COLUMNS, Study, StudyConfig, require_images, skipped_line
 from test_extract import tiny_backbone
 
 pydicom = pytest.importorskip("pydicom")
@@ -91,7 +91,7 @@ def test_manifest_lists_every_skipped_image(bad_study):
 def test_skipped_csv_lists_all_eight_with_reasons(bad_study):
     s, _ = bad_study
     t = pd.read_csv(s.path / "skipped.csv", dtype=str, keep_default_na=False)
-    assert t.columns.tolist() == SKIPPED_COLUMNS == ["file", "reason", "row"]
+    assert t.columns.tolist() == SKIPPED_CSV_COLUMNS == ["file", "reason", "row"]
     assert sorted(t["file"]) == sorted(BAD) and (t["reason"] != "").all() and (t["row"] != "").all()
     from medinterp.extract import skip_kind
     assert {f: skip_kind(r) for f, r in zip(t["file"], t["reason"])} == BAD
