@@ -7,26 +7,30 @@ from __future__ import annotations
 
 import argparse
 import json
+import pickle
 import re
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from . import confounds
-from .core import make_rng, write_json_atomic
+from .core import PRECISIONS, _write_npy_atomic, make_rng, write_json_atomic, write_text_atomic
 from .data import CXRDataset, ImageReadError
-from .models import WeightsUnavailableError, load_backbone
+from .extract import merge_stores
+from .models import POOLINGS, WeightsUnavailableError, load_backbone
 from .rdx import RDXConfig
-from .sae import SAEConfig
+from .sae import ARCHITECTURES, SAEConfig
 from .study import Study, StudyConfig
 from .sweep import finding_lines
 
 # %% auto #0
-__all__ = ['CXR_TARGETS', 'CONTROL_BACKBONE', 'USER_ERRORS', 'profile_lines', 'summary_lines', 'open_images', 'study_from_images',
-           'analyse', 'demo_sae_config', 'demo', 'cxr_demo_study', 'report_line', 'sae_line', 'parser', 'main']
+__all__ = ['CXR_TARGETS', 'CONTROL_BACKBONE', 'USER_ERRORS', 'USER_ERROR_NAMES', 'profile_lines', 'summary_lines', 'open_images',
+           'load_checked', 'study_from_images', 'parse_shard', 'merge_studies', 'analyse', 'demo_sae_config', 'demo',
+           'cxr_demo_study', 'report_line', 'sae_line', 'parser', 'main']
 
 # %% ../nbs/16_cli.ipynb #21985838
 def _findings(study: Study) -> pd.DataFrame:
@@ -76,16 +80,70 @@ def open_images(images, metadata=None, *, format: str = "auto", n: int | None = 
         ds = ds.subset(np.sort(make_rng(seed).choice(len(ds), int(n), replace=False)))
     return ds
 
+# %% ../nbs/16_cli.ipynb #ca5bda39
+def _refusal(e: BaseException) -> str:
+    "The line of torch's refusal that says why (its weights-only unpickler names the offending global), else its first line."
+    lines = [l.strip() for l in str(e).splitlines() if l.strip()]
+    return next((l for l in lines if l.startswith("WeightsUnpickler error")), lines[0] if lines else type(e).__name__)
+
+def load_checked(key: str, device=None):
+    """`load_backbone(key, device)`, with a checkpoint that `torch.load(weights_only=True)` refuses (a pickle of
+    arbitrary objects, a truncated or foreign file) raised as one `ValueError` naming the backbone and the reason."""
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return load_backbone(key, device or "cpu")
+    except WeightsUnavailableError: raise
+    except (pickle.UnpicklingError, EOFError, RuntimeError) as e:
+        raise ValueError(f"backbone {key}: its checkpoint could not be loaded safely ({type(e).__name__}: "
+                         f"{_refusal(e)}); medinterp loads weights only (torch.load weights_only=True), never code: "
+                         "give a .safetensors file or a plain state dict") from e
+
+
 # %% ../nbs/16_cli.ipynb #09f9d42f
 def study_from_images(out, backbone: str, images, metadata=None, *, format: str = "auto", n: int | None = None,
-                      seed: int = 0, layers=None, device=None, batch_size: int | None = None, progress: bool = True) -> Study:
-    "Stage 1 of `run`: a study at `out` with the activations of `backbone` on the (sampled) images."
+                      seed: int = 0, layers=None, device=None, batch_size: int | None = None, pooling=None,
+                      precision: str = "float32", shard=None, progress: bool = True) -> Study:
+    """Stage 1 of `run`: a study at `out` with the activations of `backbone` on the (sampled) images; `pooling` (None:
+    the study's default), `precision` and `shard=(i, n)` (0-based: the i-th of n slices) as in `extract.extract`."""
     ds = open_images(images, metadata, format=format, n=n, seed=seed, progress=progress)
-    bb = load_backbone(backbone, device or "cpu")
+    bb = load_checked(backbone, device)
     study = Study.create(out, StudyConfig(name=Path(out).name or "study", backbone=backbone,
                                           dataset=f"{Path(images).expanduser().resolve().name} ({len(ds)} images, seed {seed})"))
-    study.extract(ds, bb, layers, on_error="skip", batch_size=batch_size, device=device, progress=progress)
+    opts = {} if pooling is None else {"pooling": tuple(pooling)}
+    study.extract(ds, bb, layers, on_error="skip", batch_size=batch_size, device=device, precision=precision,
+                  shard=shard, progress=progress, **opts)
     return study
+
+
+# %% ../nbs/16_cli.ipynb #ebd43995
+def parse_shard(spec: str) -> tuple[int, int]:
+    "`'I/N'` (1-based, as a SLURM array index and count) as `extract`'s 0-based `shard=(I - 1, N)`; else `ValueError`."
+    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(spec))
+    if not m: raise ValueError(f"--shard must be I/N (shard I of N, 1-based), got {spec!r}")
+    i, n = int(m.group(1)), int(m.group(2))
+    if not 1 <= i <= n: raise ValueError(f"--shard {spec}: I must be in 1..N (1..{n})" if n else f"--shard {spec}: N must be >= 1")
+    return i - 1, n
+
+
+# %% ../nbs/16_cli.ipynb #042837a3
+def merge_studies(out, shards) -> Study:
+    """One study at `out` from the shard studies `shards` (each made by `medinterp extract --shard I/N` with the same
+    images and options): their stores merged by `extract.merge_stores`, thumbnails and `images.csv` in shard order."""
+    studies = sorted((Study.open(p) for p in shards), key=lambda s: s.store.row_offset)
+    if not studies: raise ValueError("merge needs at least one shard study")
+    out = Path(out).expanduser()
+    if (out / "activations").exists(): raise FileExistsError(f"{out} already holds activations; merge into a new folder")
+    first = studies[0].config
+    if any(s.config.replace(name=first.name) != first for s in studies):
+        raise ValueError("the shard studies differ in backbone, dataset or thumbnail size: " + ", ".join(str(s.path) for s in studies))
+    study = Study.create(out, first.replace(name=out.name or "study"))
+    merge_stores([s.activations_dir for s in studies], study.activations_dir)
+    texts = [s.images_path.read_text(encoding="utf-8") for s in studies]
+    _write_npy_atomic(study.thumbnails_path, np.concatenate([np.asarray(s.thumbnails) for s in studies]))
+    write_text_atomic(study.images_path, texts[0].split("\n", 1)[0] + "\n" + "".join(t.split("\n", 1)[1] for t in texts))
+    return Study.open(out)
+
 
 # %% ../nbs/16_cli.ipynb #be346afb
 def analyse(study: Study, *, rdx_config: RDXConfig | None = None, sae_config: SAEConfig | None = None,
@@ -107,9 +165,10 @@ def demo_sae_config(n_train: int, d: int, *, k: int = 16, min_fires: int = 100) 
     return SAEConfig(architecture="topk", expansion=expansion, k=k, batch_size=256, epochs=40, seed=0)
 
 # %% ../nbs/16_cli.ipynb #46da55ee
-def _extract_and_analyse(study: Study, ds: CXRDataset, backbone, rdx_config, sae_config, report: bool, progress: bool) -> Study:
-    "Every layer of `backbone` on `ds` (CLS and mean pooling), then `analyse` with an SAE sized to the last layer."
-    study.extract(ds, backbone, pooling=("cls", "mean"), progress=progress)
+def _extract_and_analyse(study: Study, ds: CXRDataset, backbone, rdx_config, sae_config, report: bool, progress: bool,
+                         extract_options: dict | None = None) -> Study:
+    "Every layer of `backbone` on `ds` (CLS and mean pooling; `extract_options` override), then `analyse` with an SAE sized to the last layer."
+    study.extract(ds, backbone, **{"pooling": ("cls", "mean"), **(extract_options or {})}, progress=progress)
     if sae_config is None:                                    # sized to the last layer and the SAE's training split
         last = study.store.layers[-1]
         sae_config = demo_sae_config(int(round(len(ds) * (1 - SAEConfig().val_fraction))), study.store.dims[last])
@@ -118,9 +177,10 @@ def _extract_and_analyse(study: Study, ds: CXRDataset, backbone, rdx_config, sae
 
 def demo(out="runs/demo", n: int = 2500, *, seed: int = 1, model_images: int = 2000, model_config=None,
          rdx_config: RDXConfig | None = None, sae_config: SAEConfig | None = None, report: bool = True,
-         progress: bool = True) -> Study:
+         progress: bool = True, extract_options: dict | None = None) -> Study:
     """The offline demo (see above) in the study folder `out`: `n` analysis phantoms (seed `seed`), the phantom ViT
-    (`model_config`, default `PhantomViTConfig()`) trained on `model_images` phantoms of seed 0."""
+    (`model_config`, default `PhantomViTConfig()`) trained on `model_images` phantoms of seed 0; `extract_options`
+    (layers, pooling, batch_size, precision) go to `Study.extract`."""
     from medinterp.phantom_vit import PhantomViTConfig, default_phantom_vit
     from medinterp.phantoms import make_phantoms
     out = Path(out).expanduser()
@@ -134,7 +194,7 @@ def demo(out="runs/demo", n: int = 2500, *, seed: int = 1, model_images: int = 2
     else:
         ds = make_phantoms(n, model.config.image_size, seed, out_dir=folder, progress=progress, overwrite=True)
     if len(ds) != n: raise ValueError(f"{folder} holds {len(ds)} phantoms, not {n}; use another --out for another --n")
-    return _extract_and_analyse(study, ds, model.backbone(), rdx_config, sae_config, report, progress)
+    return _extract_and_analyse(study, ds, model.backbone(), rdx_config, sae_config, report, progress, extract_options)
 
 # %% ../nbs/16_cli.ipynb #223cd632
 CXR_TARGETS = ("finding_group=covid-19", "view=AP")
@@ -151,10 +211,10 @@ def _backbone_for(key: str, out: Path):
 # %% ../nbs/16_cli.ipynb #ea0e72a0
 def cxr_demo_study(out="runs/cxr-demo", *, backbone: str | None = None, full: bool = False, targets=CXR_TARGETS,
                    model_config=None, rdx_config: RDXConfig | None = None, sae_config: SAEConfig | None = None,
-                   report: bool = True, progress: bool = True) -> Study:
+                   report: bool = True, progress: bool = True, extract_options: dict | None = None) -> Study:
     """The study "disease or hospital?" on the cxr-demo X-rays (see above) in the study folder `out`: audit, the compact
     ViT trained on them for `targets` (`model_config`: a `PhantomViTConfig`, default `xray_vit_config(targets)`) or
-    `backbone`, every layer, RDX sweep, SAE on the last layer, report."""
+    `backbone`, every layer (or `extract_options`, as in `demo`), RDX sweep, SAE on the last layer, report."""
     from medinterp.data import cxr_demo_dir
     from medinterp.phantom_vit import xray_vit
     out = Path(out).expanduser()
@@ -167,7 +227,8 @@ def cxr_demo_study(out="runs/cxr-demo", *, backbone: str | None = None, full: bo
     if backbone is None:
         bb = xray_vit(ds, targets, cache_dir=out / "model", config=model_config, progress=progress).backbone()
     else: bb = _backbone_for(backbone, out)
-    return _extract_and_analyse(study, ds, bb, rdx_config or RDXConfig(n_clusters=6), sae_config, report, progress)
+    return _extract_and_analyse(study, ds, bb, rdx_config or RDXConfig(n_clusters=6), sae_config, report, progress,
+                                extract_options)
 
 # %% ../nbs/16_cli.ipynb #d98b413c
 def report_line(path) -> str:
@@ -214,36 +275,67 @@ def _summary(study: Study, table: pd.DataFrame | None, seconds: float) -> list[s
     return lines
 
 # %% ../nbs/16_cli.ipynb #4bbdacf7
-def _add_rdx_options(p):
+def _add_rdx_options(p, seed_flag: str = "--rdx-seed"):
     g = p.add_argument_group("RDX")
     g.add_argument("--gamma", type=float, default=0.05, help="rank-difference scale (default 0.05)")
     g.add_argument("--beta", type=float, default=5.0, help="affinity sharpness (default 5)")
     g.add_argument("--mode", choices=("v2", "paper"), default="v2", help="v2: symmetrised ranks and a null threshold (default)")
     g.add_argument("--clusters", type=int, default=10, help="concepts per direction at most, K (K + 1 spectral clusters; default 10)")
     g.add_argument("--stability-runs", type=int, default=5, help="reruns measuring each concept's stability (0 = off; default 5)")
+    g.add_argument(seed_flag, dest="rdx_seed", type=int, default=0, help="seed of the spectral clustering (default 0)")
 
 def _add_sae_options(p):
     g = p.add_argument_group("SAE")
     g.add_argument("--layer", default=None, help="layer to train on (default: the last)")
-    g.add_argument("--architecture", choices=("relu", "topk", "batchtopk"), default="topk")
+    g.add_argument("--architecture", choices=ARCHITECTURES, default="topk")
     g.add_argument("--expansion", type=int, default=8, help="latents per input dimension (default 8)")
-    g.add_argument("--k", type=int, default=32, help="active latents for (batch)topk (default 32)")
+    g.add_argument("--k", type=int, default=32, help="active latents for (batch)topk and matryoshka (default 32)")
     g.add_argument("--epochs", type=int, default=10)
+
+def _names(s: str) -> tuple[str, ...]:
+    names = tuple(v.strip() for v in s.split(",") if v.strip())
+    if not names: raise argparse.ArgumentTypeError(f"expected comma-separated names, got {s!r}")
+    return names
+
+def _poolings(s: str) -> tuple[str, ...]:
+    bad = [v for v in _names(s) if v not in POOLINGS]
+    if bad: raise argparse.ArgumentTypeError(f"unknown pooling {', '.join(bad)}; choose from {', '.join(POOLINGS)}")
+    return _names(s)
+
+def _count(s: str) -> int | None:
+    if s.strip().lower() == "all": return None
+    if not re.fullmatch(r"\s*\+?\d+\s*", s) or int(s) < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive number of images or 'all', got {s!r}")
+    return int(s)
+
+def _add_extract_options(p):
+    g = p.add_argument_group("extraction")
+    g.add_argument("--layers", type=_names, default=None, help="comma-separated layer names (default: the backbone's)")
+    g.add_argument("--pooling", type=_poolings, default=None, help=f"comma-separated, of {', '.join(POOLINGS)} (default cls,mean)")
+    g.add_argument("--precision", choices=PRECISIONS, default="float32", help="autocast precision of the forward pass (default float32)")
+    g.add_argument("--batch-size", type=_count, default=None, help="images per forward pass (default 32)")
 
 def _add_image_options(p, required: bool = True):
     p.add_argument("--backbone", required=required, help="biomedclip | local-dir:PATH | open_clip:NAME@TAG | timm:NAME | phantom-vit:PATH")
     p.add_argument("--images", required=required, help="image folder (PNG / JPEG / DICOM)")
     p.add_argument("--metadata", default=None, help="label / metadata CSV")
-    p.add_argument("--format", default="auto", help="CSV layout: auto, rsna, chexpert, nih, cxr-demo, medinterp")
-    p.add_argument("--n", type=int, default=2500, help="random sample size (default 2500; 0 = all images)")
+    p.add_argument("--format", default="auto", help="CSV layout (needs --metadata): auto, rsna, chexpert, nih, cxr-demo, medinterp")
+    p.add_argument("--n", type=_count, default=2500, help="random sample size (default 2500; 'all' = every image)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default cpu)")
     p.add_argument("--out", required=True, help="the study folder")
+    _add_extract_options(p)
+
 
 # %% ../nbs/16_cli.ipynb #2ad2382d
+class _Parser(argparse.ArgumentParser):
+    "An argument parser whose usage errors are one line on stderr (exit status 2), like the command's other errors."
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
 def parser() -> argparse.ArgumentParser:
     "The `medinterp` argument parser."
-    p = argparse.ArgumentParser(prog="medinterp", description="Look inside medical vision models: RDX layer study, SAEs, report.")
+    p = _Parser(prog="medinterp", description="Look inside medical vision models: RDX layer study, SAEs, report.")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     sub = p.add_subparsers(dest="command", required=True)
@@ -251,19 +343,25 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--data", choices=("phantoms", "cxr-demo"), default="phantoms",
                    help="phantoms (default) or cxr-demo: the real-X-ray study 'disease or hospital?'")
     d.add_argument("--out", default=None, help="study folder (default runs/demo, or runs/cxr-demo)")
-    d.add_argument("--n", type=int, default=2500, help="phantoms to analyse (default 2500)")
+    d.add_argument("--n", type=_count, default=2500, help="phantoms to analyse (default 2500)")
     d.add_argument("--backbone", default=None, help=f"cxr-demo: a backbone key instead of the trained ViT; "
                    f"{CONTROL_BACKBONE} = BiomedCLIP's architecture with random weights, the control")
     d.add_argument("--full", action="store_true", help="cxr-demo: the full 359-image set ($MEDINTERP_CXR_DEMO or ../shared)")
     d.add_argument("--seed", type=int, default=1)
     d.add_argument("--model-images", type=int, default=2000, help="phantoms the model is trained on (default 2000)")
     d.add_argument("--model-steps", type=int, default=None, help="cap the model's training steps (quick checks)")
+    _add_extract_options(d)
     r = sub.add_parser("run", help="the layer study on your images: extract, rdx, sae, report")
     _add_image_options(r); _add_rdx_options(r); _add_sae_options(r)
     e = sub.add_parser("extract", help="stage 1: activations of every layer into a study")
     _add_image_options(e)
+    e.add_argument("--shard", default=None, help="I/N: extract only shard I of N (1-based, e.g. $SLURM_ARRAY_TASK_ID/N); "
+                   "put the shards together with `medinterp merge`")
+    m = sub.add_parser("merge", help="one study from the shard studies of `extract --shard I/N`")
+    m.add_argument("out", help="the merged study folder (new)")
+    m.add_argument("shards", nargs="+", help="the shard study folders, any order")
     x = sub.add_parser("rdx", help="stage 2: RDX over consecutive layer pairs + layer overview")
-    x.add_argument("--study", required=True); _add_rdx_options(x)
+    x.add_argument("--study", required=True); _add_rdx_options(x, "--seed")
     s = sub.add_parser("sae", help="stage 3: an SAE on one layer, evaluated the MedSAE way")
     s.add_argument("--study", required=True); _add_sae_options(s)
     h = sub.add_parser("report", help="stage 4: the self-contained HTML report")
@@ -271,29 +369,41 @@ def parser() -> argparse.ArgumentParser:
     h.add_argument("--max-mb", type=float, default=8.0, help="size cap of the report in MB (default 8); what does not fit is listed, not drawn")
     return p
 
+
 # %% ../nbs/16_cli.ipynb #aa75172c
 def _rdx_config(a) -> RDXConfig:
-    return RDXConfig(gamma=a.gamma, beta=a.beta, mode=a.mode, n_clusters=a.clusters, stability_runs=a.stability_runs)
+    return RDXConfig(gamma=a.gamma, beta=a.beta, mode=a.mode, n_clusters=a.clusters, stability_runs=a.stability_runs,
+                     seed=a.rdx_seed)
 def _sae_config(a) -> SAEConfig:
     return SAEConfig(architecture=a.architecture, expansion=a.expansion, k=a.k, epochs=a.epochs)
+def _extract_options(a) -> dict:
+    "The extraction options given (`--layers`, `--pooling`, `--precision`, `--batch-size`) as `Study.extract` keywords."
+    opts = {"layers": a.layers, "pooling": a.pooling, "batch_size": a.batch_size}
+    return {"precision": a.precision, **{k: v for k, v in opts.items() if v is not None}}
 
-def _dispatch(a, progress: bool) -> tuple[Study, pd.DataFrame | None]:
-    if a.command == "demo" and a.data == "cxr-demo":
+def _demo(a, progress: bool) -> Study:
+    if a.data == "cxr-demo":
         if a.model_images != 2000 or a.n != 2500: raise ValueError("--n and --model-images are for --data phantoms")
         from medinterp.phantom_vit import xray_vit_config
         mc = None if a.model_steps is None else xray_vit_config(CXR_TARGETS, max_steps=a.model_steps)
-        s = cxr_demo_study(a.out or "runs/cxr-demo", backbone=a.backbone, full=a.full, model_config=mc, progress=progress)
-        return s, _findings(s)
+        return cxr_demo_study(a.out or "runs/cxr-demo", backbone=a.backbone, full=a.full, model_config=mc,
+                              progress=progress, extract_options=_extract_options(a))
+    if a.backbone or a.full: raise ValueError("--backbone and --full are for --data cxr-demo")
+    if a.n is None: raise ValueError("--n all is for run and extract; give the demo a number of phantoms")
+    from medinterp.phantom_vit import PhantomViTConfig
+    mc = PhantomViTConfig() if a.model_steps is None else PhantomViTConfig(max_steps=a.model_steps)
+    return demo(a.out or "runs/demo", a.n, seed=a.seed, model_images=a.model_images, model_config=mc, progress=progress,
+                extract_options=_extract_options(a))
+
+def _dispatch(a, progress: bool) -> tuple[Study, pd.DataFrame | None]:
     if a.command == "demo":
-        if a.backbone or a.full: raise ValueError("--backbone and --full are for --data cxr-demo")
-        a.out = a.out or "runs/demo"
-        from medinterp.phantom_vit import PhantomViTConfig
-        mc = PhantomViTConfig() if a.model_steps is None else PhantomViTConfig(max_steps=a.model_steps)
-        s = demo(a.out, a.n, seed=a.seed, model_images=a.model_images, model_config=mc, progress=progress)
-        return s, _findings(s)
+        s = _demo(a, progress); return s, _findings(s)
+    if a.command == "merge": return merge_studies(a.out, a.shards), None
     if a.command in ("run", "extract"):
-        s = study_from_images(a.out, a.backbone, a.images, a.metadata, format=a.format, n=a.n or None, seed=a.seed,
-                              device=a.device, progress=progress)
+        if a.format != "auto" and a.metadata is None: raise ValueError(f"--format {a.format} needs --metadata (the CSV it describes)")
+        shard = parse_shard(a.shard) if getattr(a, "shard", None) is not None else None
+        s = study_from_images(a.out, a.backbone, a.images, a.metadata, format=a.format, n=a.n, seed=a.seed,
+                              device=a.device, shard=shard, progress=progress, **_extract_options(a))
         if a.command == "extract": return s, None
         return s, analyse(s, rdx_config=_rdx_config(a), sae_config=_sae_config(a), sae_layer=a.layer, progress=progress)
     s = Study.open(a.study)
@@ -304,9 +414,22 @@ def _dispatch(a, progress: bool) -> tuple[Study, pd.DataFrame | None]:
     s.export_html(a.html, size_budget_mb=a.max_mb, progress=progress)
     return s, None
 
+
 # %% ../nbs/16_cli.ipynb #138fd03a
-USER_ERRORS = (FileNotFoundError, FileExistsError, NotADirectoryError, ValueError, KeyError, MemoryError,
-               WeightsUnavailableError, ImageReadError)
+USER_ERRORS = (FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError, ValueError,
+               KeyError, MemoryError, WeightsUnavailableError, ImageReadError, pickle.UnpicklingError)
+USER_ERROR_NAMES = frozenset({"StudyLockedError", "NoReadableImagesError", "UserError"})  # by name: defined elsewhere
+
+def _is_user_error(e: BaseException) -> bool:
+    "An error the user can fix: one of `USER_ERRORS`, or of a class (or subclass of one) named in `USER_ERROR_NAMES`."
+    return isinstance(e, USER_ERRORS) or any(c.__name__ in USER_ERROR_NAMES for c in type(e).__mro__)
+
+def _one_line(e: BaseException) -> str:
+    "The error's message on one line (a permission error as 'cannot write PATH: Permission denied')."
+    if isinstance(e, PermissionError) and e.filename:
+        return f"cannot write or read {e.filename}: permission denied (choose a folder you may write to)"
+    msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+    return " ".join(str(msg).split()) or type(e).__name__
 
 def main(argv=None) -> int:
     "The `medinterp` console script; returns the exit status."
@@ -314,13 +437,13 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     try:
         study, table = _dispatch(a, progress=not a.quiet)
-    except USER_ERRORS as e:
-        if a.debug: raise
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"medinterp {a.command}: error: {msg}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print(f"medinterp {a.command}: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
+    except Exception as e:
+        if a.debug or not _is_user_error(e): raise
+        print(f"medinterp {a.command}: error: {_one_line(e)}", file=sys.stderr)
+        return 2
     print("\n".join(_summary(study, table, time.perf_counter() - t0)))
     return 0
+
