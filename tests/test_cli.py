@@ -153,3 +153,132 @@ def test_cxr_demo_options_are_checked(tmp_path):
     assert r.returncode == 2 and "--n and --model-images are for --data phantoms" in r.stderr
     r = medinterp("demo", "--backbone", "biomedclip-random", "--out", tmp_path / "y")
     assert r.returncode == 2 and "for --data cxr-demo" in r.stderr
+
+
+# ---------------------------------------------------------------- item 4 of issue 17: every user error is one line, exit 2
+
+@pytest.fixture(scope="module")
+def tiny_vit(tmp_path_factory):
+    "Six phantoms and a phantom ViT trained for two steps."
+    from medinterp.phantom_vit import PhantomViTConfig, train_phantom_vit
+    from medinterp.phantoms import make_phantoms
+    tmp = tmp_path_factory.mktemp("tiny")
+    ds = make_phantoms(6, size=64, seed=0, out_dir=tmp / "imgs", progress=False)
+    train_phantom_vit(ds, tmp / "vit", PhantomViTConfig(image_size=64, depth=2, width=32, heads=2, batch_size=4, max_steps=2),
+                      progress=False)
+    return tmp, ds, f"phantom-vit:{tmp / 'vit'}"
+
+
+def _one_line_error(r, needle):
+    assert r.returncode == 2, (r.returncode, r.stderr[-2000:])
+    err = r.stderr.strip()
+    assert "Traceback" not in err and len(err.splitlines()) == 1 and needle in err, err
+
+
+def _hostile_checkpoint(folder: Path, weights: bytes) -> Path:
+    "An open_clip local-dir with a valid small config and `weights` as its .bin file."
+    import pickle as _p
+    folder.mkdir(parents=True)
+    cfg = {"embed_dim": 24, "text_cfg": {"context_length": 8, "vocab_size": 64, "width": 16, "heads": 2, "layers": 1},
+           "vision_cfg": {"image_size": 32, "patch_size": 8, "width": 32, "layers": 2, "head_width": 16}}
+    (folder / "open_clip_config.json").write_text(json.dumps({"model_cfg": cfg, "preprocess_cfg": {}}))
+    (folder / "open_clip_pytorch_model.bin").write_bytes(weights)
+    return folder
+
+
+class _Evil:
+    def __reduce__(self): return (os.system, ("touch /tmp/medinterp-pwned",))
+
+
+def test_each_user_error_is_one_line_exit_2(tiny_vit, tmp_path):
+    import pickle as _p
+    tmp, ds, bb = tiny_vit
+    meta = ds.root / "metadata.csv"
+    base = ["extract", "--backbone", bb, "--images", ds.root]
+    cases = [
+        ([*base, "--n", "-5", "--out", tmp_path / "a"], "--n: must be a positive number"),
+        ([*base, "--n", "0", "--out", tmp_path / "a"], "--n: must be a positive number"),
+        ([*base, "--batch-size", "0", "--out", tmp_path / "a"], "--batch-size: must be a positive number"),
+        ([*base, "--format", "nih", "--out", tmp_path / "a"], "--format nih needs --metadata"),
+        ([*base, "--metadata", meta, "--layers", "trunk.blocks.0,nope", "--out", tmp_path / "b"], "unknown layer(s) ['nope']"),
+        ([*base, "--pooling", "cls,max", "--out", tmp_path / "a"], "unknown pooling max"),
+        ([*base, "--precision", "int8", "--out", tmp_path / "a"], "invalid choice: 'int8'"),
+        ([*base, "--shard", "3/2", "--out", tmp_path / "a"], "I must be in 1..N"),
+        ([*base, "--shard", "0/2", "--out", tmp_path / "a"], "I must be in 1..N"),
+        ([*base, "--shard", "1-2", "--out", tmp_path / "a"], "--shard must be I/N"),
+        (["extract", "--backbone", f"local-dir:{tmp_path / 'no-such'}", "--images", ds.root, "--out", tmp_path / "a"], "is not a folder"),
+        (["extract", "--backbone", f"local-dir:{_hostile_checkpoint(tmp_path / 'evil', _p.dumps(_Evil()))}",
+          "--images", ds.root, "--out", tmp_path / "c"], "could not be loaded safely"),
+        (["extract", "--backbone", f"local-dir:{_hostile_checkpoint(tmp_path / 'junk', b'not a checkpoint')}",
+          "--images", ds.root, "--out", tmp_path / "d"], "could not be loaded safely"),
+        (["sae", "--study", tmp_path / "nothing", "--architecture", "nope"], "invalid choice: 'nope'"),
+        (["demo", "--n", "-1"], "--n: must be a positive number"),
+        (["merge", tmp_path / "m", tmp_path / "no-shard"], "not a medinterp study"),
+    ]
+    for argv, needle in cases: _one_line_error(medinterp("--quiet", *argv), needle)
+    assert not Path("/tmp/medinterp-pwned").exists()
+    assert not (tmp_path / "a").exists() and not (tmp_path / "c").exists()
+    r = medinterp("--debug", *base, "--format", "nih", "--out", tmp_path / "a")   # --debug keeps the traceback
+    assert r.returncode == 1 and "Traceback" in r.stderr and "needs --metadata" in r.stderr
+
+
+def _without_override(*args):
+    """The CLI unable to write where its user may not: as root (which writes anywhere) through `setpriv`, without the
+    capabilities that override file permissions; else as this user."""
+    if os.geteuid() != 0: return medinterp(*args)
+    import shutil
+    if not shutil.which("setpriv"): pytest.skip("root without setpriv: cannot make a folder it may not write")
+    e = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.run(["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--", sys.executable, "-c", CALL,
+                           *map(str, args)], capture_output=True, text=True, env=e, timeout=600)
+
+
+def test_unwritable_output_is_one_line_exit_2(tiny_vit):
+    tmp, ds, bb = tiny_vit
+    ro = tmp / "read-only"
+    ro.mkdir(exist_ok=True)
+    ro.chmod(0o555)
+    _one_line_error(_without_override("--quiet", "extract", "--backbone", bb, "--images", ds.root, "--n", "all", "--out", ro / "s"),
+                    f"cannot write or read {ro / 's'}: permission denied")
+    r = medinterp("--quiet", "extract", "--backbone", bb, "--images", ds.root, "--out", tmp / "study")
+    assert r.returncode == 0, r.stderr[-2000:]
+    for p in [tmp / "study", *(tmp / "study").rglob("*")]: p.chmod(0o555 if p.is_dir() else 0o444)
+    _one_line_error(_without_override("--quiet", "merge", ro / "m", tmp / "study"), "permission denied")
+    _one_line_error(_without_override("--quiet", "rdx", "--study", tmp / "study", "--clusters", "2", "--stability-runs", "0"), "permission denied")
+
+
+def test_errors_of_other_modules_are_caught_by_class_name(monkeypatch, capsys):
+    import medinterp.cli as cli
+    class StudyLockedError(RuntimeError): pass          # the study lock's error, wherever it is defined
+    class NoReadableImagesError(ValueError): pass
+    for exc in (StudyLockedError("the study is held by pid 7 on host since 12:00 (medinterp extract)"),
+                NoReadableImagesError("0 of 8 images could be read:\n  truncated PNG: 3")):
+        monkeypatch.setattr(cli, "_dispatch", lambda a, progress, exc=exc: (_ for _ in ()).throw(exc))
+        assert main(["report", "--study", "x"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and str(exc).split()[0] in err, err
+    monkeypatch.setattr(cli, "_dispatch", lambda a, progress: (_ for _ in ()).throw(RuntimeError("a bug")))
+    with pytest.raises(RuntimeError, match="a bug"): main(["report", "--study", "x"])   # a bug is not a user error
+
+
+def test_cli_parity_options_reach_the_library(tiny_vit, tmp_path):
+    "--layers, --pooling, --precision, --batch-size reach the store; sae --architecture matryoshka and rdx --seed their configs."
+    from medinterp.cli import _rdx_config, _sae_config, parser
+    from medinterp.phantoms import make_phantoms
+    tmp, _, bb = tiny_vit
+    ds = make_phantoms(40, size=64, seed=1, out_dir=tmp_path / "imgs", progress=False)
+    r = medinterp("--quiet", "extract", "--backbone", bb, "--images", ds.root, "--n", "all", "--layers",
+                  "trunk.blocks.0, trunk.blocks.1", "--pooling", "mean", "--precision", "bfloat16", "--batch-size", 4,
+                  "--out", tmp_path / "s")
+    assert r.returncode == 0, r.stderr[-2000:]
+    m = Study.open(tmp_path / "s").store.manifest
+    assert (m["layers"], m["poolings"], m["precision"], m["batch_size"], m["rows_total"]) == \
+        (["trunk.blocks.0", "trunk.blocks.1"], ["mean"], "bfloat16", 4, 40)
+    r = medinterp("--quiet", "sae", "--study", tmp_path / "s", "--architecture", "matryoshka", "--expansion", 2, "--k", 4,
+                  "--epochs", 1)
+    assert r.returncode == 0, r.stderr[-2000:]
+    run = Study.open(tmp_path / "s").sae_run()
+    assert run.config.architecture == "matryoshka" and run.config.k == 4
+    assert _rdx_config(parser().parse_args(["rdx", "--study", "x", "--seed", "7"])).seed == 7
+    assert _rdx_config(parser().parse_args(["run", "--backbone", "b", "--images", "i", "--out", "o", "--rdx-seed", "5"])).seed == 5
+    assert _sae_config(parser().parse_args(["sae", "--study", "x", "--architecture", "matryoshka"])).architecture == "matryoshka"
