@@ -6,7 +6,6 @@ random init, 224 px phantoms): all 13 layers (pre_trunk + 12 blocks), CLS + mean
    the medians are reported; the extraction time includes everything `extract` does (probe pass, setup, index).
 2. Memory: peak RSS of a fresh process extracting N=256 and N=1,024 images (goal: flat), each N in its own
    subprocess, with the RSS right after loading the model for reference.
-
 3. bf16 vs float32 (issue 17): the BiomedCLIP-shaped model (`write_biomedclip_shaped`, open_clip `local-dir:`, RANDOM
    weights) extracts the first --bf16-n cxr-demo X-rays (or phantoms) at both precisions, --bf16-repeats times each
    in alternating order: the throughput of each and their ratio; per layer and pooling the debiased linear CKA,
