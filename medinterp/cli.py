@@ -24,7 +24,7 @@ from .extract import merge_stores
 from .models import POOLINGS, WeightsUnavailableError, load_backbone
 from .rdx import RDXConfig
 from .sae import ARCHITECTURES, SAEConfig
-from .study import Study, StudyConfig
+from .study import Study, StudyConfig, skipped_line
 from .sweep import finding_lines
 
 # %% auto #0
@@ -259,7 +259,7 @@ def sae_line(run) -> str:
 def _summary(study: Study, table: pd.DataFrame | None, seconds: float) -> list[str]:
     s = study.store
     lines = [f"study {study.path}: {len(s)} images, {len(s.layers)} layers of {s.manifest['backbone']['key']} "
-             f"({seconds:.0f} s)"] + study.audit().lines()
+             f"({seconds:.0f} s)"] + [l for l in [skipped_line(study)] if l] + study.audit().lines()
     sw = study.sweep
     if sw is not None:
         ov = study.overview()
