@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import datetime as _dt
+import glob
 import io
 import json
 import re
@@ -21,14 +22,15 @@ from fastcore.basics import patch
 
 import medinterp
 from .core import (PRECISIONS, Config, _is_int, atomic_dir, autocast, dumps, provenance, save_config,
-                            select_device, write_json_atomic, write_text_atomic)
+                            select_device, write_json_atomic, write_text_atomic, writer_lock)
 from .data import CANONICAL, CXRDataset, ImageReadError, column_kinds
 from .models import POOLINGS, Backbone, capture
 
 # %% auto #0
 __all__ = ['DTYPES', 'ON_NONFINITE', 'ON_ERROR', 'STORE_FORMAT', 'FORMAT_VERSION', 'MANIFEST', 'INDEX', 'RESERVED_COLUMNS',
            'TIMESTAMPS', 'ExtractConfig', 'shard_rows', 'array_filename', 'IncompleteStoreError', 'StoreMismatchError',
-           'NonFiniteActivationError', 'ActivationStore', 'extract', 'comparable_manifest', 'merge_stores']
+           'NonFiniteActivationError', 'ActivationStore', 'store_lock', 'extract', 'comparable_manifest',
+           'merge_stores']
 
 # %% ../nbs/05_extract.ipynb #6a933ca9
 DTYPES = ("float32", "float16")
@@ -544,6 +546,14 @@ def _announce(m: dict, dims: dict, config: ExtractConfig, out_dir: Path):
           f"{config.dtype} values per image -> about {_human(n * values * np.dtype(config.dtype).itemsize)} "
           f"in {out_dir}" + (f" (resuming at row {done})" if done else ""))
 
+# %% ../nbs/05_extract.ipynb #1f449e7c
+def store_lock(out_dir):
+    "The writer lock of the activation store folder `out_dir` (a context manager; see above)."
+    out_dir = Path(out_dir).expanduser()
+    name = glob.escape(out_dir.name)
+    return writer_lock(out_dir, lock_file=out_dir.parent / f".{out_dir.name}.lock",
+                       temporaries=(f".{name}.*.partial", f"{name}/.*.tmp"))
+
 # %% ../nbs/05_extract.ipynb #f2646ca7
 def extract(dataset: CXRDataset, backbone: Backbone, layers=None, out_dir=None, *, pooling=("cls",),
             batch_size: int | None = None, dtype: str = "float32", precision: str = "float32", device=None,
@@ -558,30 +568,31 @@ def extract(dataset: CXRDataset, backbone: Backbone, layers=None, out_dir=None, 
     a store made differently raises `StoreMismatchError` (or is replaced with `overwrite=True`)."""
     if out_dir is None: raise TypeError("extract needs out_dir=, the folder of the activation store")
     out_dir = Path(out_dir).expanduser()
-    existing = _open_existing(out_dir, overwrite)
-    if config is None:
-        if batch_size is None: batch_size = existing._m["batch_size"] if existing is not None else 32
-        config = ExtractConfig(layers=layers, poolings=pooling, batch_size=batch_size, dtype=dtype,
-                               precision=precision, device=device, on_nonfinite=on_nonfinite, on_error=on_error,
-                               shard=shard, num_workers=num_workers)
-    config = config.replace(layers=backbone.check_layers(backbone.default_layers if config.layers is None else config.layers))
-    if config.device is not None:
-        dev = select_device(config.device)
-        if dev != backbone.device: backbone.module.to(dev); backbone.device = dev
-    start, stop = shard_rows(len(dataset), config.batch_size, config.shard)
-    index_df = _index_frame(dataset, start, stop)
-    # a fresh store learns the layer widths from a probe pass; a resumed one has them (and checks them batch by batch)
-    dims = (_probe_dims(backbone, config.layers, config.poolings, config.precision) if existing is None else
-            {l: existing._m["dims"].get(l) for l in config.layers})
-    want = _new_manifest(config, backbone, dataset, dims, start, stop, _column_dtypes(index_df))
-    m = _resume_or_create(existing, want, out_dir, index_df, config)
-    if m is None:
-        if verbose: print(f"extract: the store in {out_dir} is already complete ({existing._m['rows_total']} rows); "
-                          "nothing to do")
+    with store_lock(out_dir):                                 # one writer per store
+        existing = _open_existing(out_dir, overwrite)
+        if config is None:
+            if batch_size is None: batch_size = existing._m["batch_size"] if existing is not None else 32
+            config = ExtractConfig(layers=layers, poolings=pooling, batch_size=batch_size, dtype=dtype,
+                                   precision=precision, device=device, on_nonfinite=on_nonfinite, on_error=on_error,
+                                   shard=shard, num_workers=num_workers)
+        config = config.replace(layers=backbone.check_layers(backbone.default_layers if config.layers is None else config.layers))
+        if config.device is not None:
+            dev = select_device(config.device)
+            if dev != backbone.device: backbone.module.to(dev); backbone.device = dev
+        start, stop = shard_rows(len(dataset), config.batch_size, config.shard)
+        index_df = _index_frame(dataset, start, stop)
+        # a fresh store learns the layer widths from a probe pass; a resumed one has them (and checks them batch by batch)
+        dims = (_probe_dims(backbone, config.layers, config.poolings, config.precision) if existing is None else
+                {l: existing._m["dims"].get(l) for l in config.layers})
+        want = _new_manifest(config, backbone, dataset, dims, start, stop, _column_dtypes(index_df))
+        m = _resume_or_create(existing, want, out_dir, index_df, config)
+        if m is None:
+            if verbose: print(f"extract: the store in {out_dir} is already complete ({existing._m['rows_total']} rows); "
+                              "nothing to do")
+            return ActivationStore.open(out_dir)
+        if verbose: _announce(m, dims, config, out_dir)
+        _run(dataset, backbone, config, out_dir, m, index_df, start, progress, verbose)
         return ActivationStore.open(out_dir)
-    if verbose: _announce(m, dims, config, out_dir)
-    _run(dataset, backbone, config, out_dir, m, index_df, start, progress, verbose)
-    return ActivationStore.open(out_dir)
 
 # %% ../nbs/05_extract.ipynb #4e50f773
 def _skipped(items, b0: int, ids, index_df: pd.DataFrame, start: int, on_error: str) -> list[dict]:
@@ -741,7 +752,7 @@ def merge_stores(paths, out_dir, *, overwrite: bool = False) -> ActivationStore:
     texts = [(s.path / INDEX).read_text(encoding="utf-8") for s in stores]
     heads = {t.split("\n", 1)[0] for t in texts}
     if len(heads) != 1: raise StoreMismatchError(f"the shards' {INDEX} files have different columns")
-    with atomic_dir(out_dir, overwrite=overwrite) as tmp:
+    with store_lock(out_dir), atomic_dir(out_dir, overwrite=overwrite) as tmp:
         _copy_arrays(tmp, m, stores, N)
         write_text_atomic(tmp / INDEX, heads.pop() + "\n" + "".join(t.split("\n", 1)[1] for t in texts))
         write_json_atomic(tmp / MANIFEST, m)
