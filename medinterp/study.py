@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 import warnings
 from dataclasses import dataclass
 from functools import cached_property
@@ -19,8 +20,8 @@ import pandas as pd
 from . import confounds
 from .concepts import Concepts, _unit_image
 from .data import BASE_META
-from .core import (Config, _safe_name, _write_npy_atomic, fingerprint, provenance, write_json_atomic,
-                            write_text_atomic)
+from .core import (Config, _safe_name, _umask, _write_npy_atomic, fingerprint, provenance, write_json_atomic,
+                            write_text_atomic, writer_lock)
 from .evaluate import NamingContext, OfflineNamer, compare_tables, concept_latents, latent_concepts, name_latents
 from .extract import ActivationStore, extract
 from .rdx import RDXConfig
@@ -31,8 +32,8 @@ from .viz import thumbnail
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['STUDY_FILE', 'STUDY_FORMAT', 'AUDIT_DIR', 'SAE_RUN_FILE', 'SAE_RUN_FORMAT', 'SIGNIFICANCE_COLUMNS', 'StudyConfig',
-           'Study', 'write_images', 'SAERun']
+__all__ = ['STUDY_FILE', 'STUDY_FORMAT', 'STUDY_TEMPORARIES', 'AUDIT_DIR', 'SAE_RUN_FILE', 'SAE_RUN_FORMAT',
+           'SIGNIFICANCE_COLUMNS', 'StudyConfig', 'Study', 'write_images', 'SAERun']
 
 # %% ../nbs/13_study.ipynb #24ee9068
 STUDY_FILE, STUDY_FORMAT = "config.json", "medinterp.study"
@@ -98,6 +99,14 @@ class Study:
     notes_path = property(lambda self: self.path / "notes.json")
     report_path = property(lambda self: self.path / "report.html")
 
+# %% ../nbs/13_study.ipynb #f9be06bb
+STUDY_TEMPORARIES = (".*.tmp", ".*.partial", "sae/.*.partial", "sae/**/.*.tmp", "rdx/.*.partial", "rdx/**/.*.tmp")
+
+@patch
+def lock(self: Study):
+    "The study's writer lock (a context manager; see above)."
+    return writer_lock(self.path, temporaries=STUDY_TEMPORARIES, keep=(".activations.*",))
+
 # %% ../nbs/13_study.ipynb #742b7703
 def _write_csv_atomic(path: Path, df: pd.DataFrame):
     write_text_atomic(path, df.to_csv(index=False))
@@ -119,31 +128,32 @@ def _images_done(study: "Study", ids: list[str]) -> bool:
 def write_images(study: "Study", dataset, *, overwrite: bool = False, progress: bool = True) -> pd.DataFrame:
     """Thumbnails and pixel statistics of every store row of `study`, read from `dataset` (matched by image id);
     returns the `images.csv` table. Skipped when already written for the same ids and size (unless `overwrite`)."""
-    ids = study.store.ids
-    if not overwrite and _images_done(study, ids): return study.images
-    pos = _align(dataset, ids)
-    size = study.config.thumb_size
-    thumbs = np.zeros((len(ids), size, size), dtype=np.uint8)
-    mean, std, err = np.full(len(ids), np.nan), np.full(len(ids), np.nan), [""] * len(ids)
-    rows = range(len(ids))
-    if progress:
-        from tqdm.auto import tqdm
-        rows = tqdm(rows, desc="thumbnails", unit="img")
-    for r in rows:
-        try:
-            img = dataset.image(int(pos[r]))
-            a = _unit_image(img)
-            thumbs[r], mean[r], std[r] = thumbnail(img, size), a.mean(), a.std()
-        except MemoryError: raise
-        except Exception as e: err[r] = f"{type(e).__name__}: {e}"
-    bad = [f"row {r} ({ids[r]!r}): {e}" for r, e in enumerate(err) if e]
-    if bad: warnings.warn(f"{len(bad)} of {len(ids)} images could not be read (blank thumbnail, NaN statistics, error "
-                          f"in images.csv): " + "; ".join(bad[:3]) + (" ..." if len(bad) > 3 else ""), stacklevel=2)
-    table = pd.DataFrame({"id": ids, "image_mean": mean, "image_std": std, "error": err})
-    _write_npy_atomic(study.thumbnails_path, thumbs)
-    _write_csv_atomic(study.images_path, table)
-    study.__dict__.pop("thumbnails", None)
-    return table
+    with study.lock():                                         # one writer per study
+        ids = study.store.ids
+        if not overwrite and _images_done(study, ids): return study.images
+        pos = _align(dataset, ids)
+        size = study.config.thumb_size
+        thumbs = np.zeros((len(ids), size, size), dtype=np.uint8)
+        mean, std, err = np.full(len(ids), np.nan), np.full(len(ids), np.nan), [""] * len(ids)
+        rows = range(len(ids))
+        if progress:
+            from tqdm.auto import tqdm
+            rows = tqdm(rows, desc="thumbnails", unit="img")
+        for r in rows:
+            try:
+                img = dataset.image(int(pos[r]))
+                a = _unit_image(img)
+                thumbs[r], mean[r], std[r] = thumbnail(img, size), a.mean(), a.std()
+            except MemoryError: raise
+            except Exception as e: err[r] = f"{type(e).__name__}: {e}"
+        bad = [f"row {r} ({ids[r]!r}): {e}" for r, e in enumerate(err) if e]
+        if bad: warnings.warn(f"{len(bad)} of {len(ids)} images could not be read (blank thumbnail, NaN statistics, error "
+                              f"in images.csv): " + "; ".join(bad[:3]) + (" ..." if len(bad) > 3 else ""), stacklevel=2)
+        table = pd.DataFrame({"id": ids, "image_mean": mean, "image_std": std, "error": err})
+        _write_npy_atomic(study.thumbnails_path, thumbs)
+        _write_csv_atomic(study.images_path, table)
+        study.__dict__.pop("thumbnails", None)
+        return table
 
 # %% ../nbs/13_study.ipynb #6a78138a
 @patch(as_prop=True)
@@ -165,12 +175,13 @@ def extract(self: Study, dataset, backbone, layers=None, *, pooling=("cls", "mea
             **kwargs) -> ActivationStore:
     """Stage 1: `extract.extract(dataset, backbone, layers, <study>/activations, pooling=..., **kwargs)`, then the
     thumbnails and image statistics (`write_images`). Rerunning resumes or skips finished work."""
-    stale = [k for k in self.__dict__ if k == "store" or (isinstance(k, tuple) and k[0] == "audit")]
-    for k in stale: del self.__dict__[k]                      # a new store: its audit is recomputed too
-    kwargs.setdefault("verbose", False)
-    self.__dict__["store"] = extract(dataset, backbone, layers, self.activations_dir, pooling=pooling, progress=progress, **kwargs)
-    write_images(self, dataset, progress=progress)
-    return self.store
+    with self.lock():                                          # one writer per study
+        stale = [k for k in self.__dict__ if k == "store" or (isinstance(k, tuple) and k[0] == "audit")]
+        for k in stale: del self.__dict__[k]                      # a new store: its audit is recomputed too
+        kwargs.setdefault("verbose", False)
+        self.__dict__["store"] = extract(dataset, backbone, layers, self.activations_dir, pooling=pooling, progress=progress, **kwargs)
+        write_images(self, dataset, progress=progress)
+        return self.store
 
 # %% ../nbs/13_study.ipynb #4aa598ed
 @patch(as_prop=True)
@@ -223,10 +234,11 @@ def run_rdx(self: Study, config: RDXConfig | None = None, layers=None, *, k: int
             **kwargs) -> Sweep:
     """Stage 2: `rdx_sweep(store, layers, config, <study>/rdx, extra=image statistics, **kwargs)` and the layer
     overview (kNN overlap at `k`) written to `overview.csv`. Returns the `Sweep`."""
-    sweep = rdx_sweep(self.store, layers, config, self.rdx_dir, extra=_image_extra(self), progress=progress, **kwargs)
-    table = layer_overview(self.store, sweep=sweep, k=k, progress=progress)
-    _write_csv_atomic(self.overview_path, table)
-    return sweep
+    with self.lock():                                          # one writer per study
+        sweep = rdx_sweep(self.store, layers, config, self.rdx_dir, extra=_image_extra(self), progress=progress, **kwargs)
+        table = layer_overview(self.store, sweep=sweep, k=k, progress=progress)
+        _write_csv_atomic(self.overview_path, table)
+        return sweep
 
 # %% ../nbs/13_study.ipynb #2e143c7b
 @patch(as_prop=True)
@@ -410,41 +422,42 @@ def train_sae(self: Study, layer: str | None = None, config: SAEConfig | None = 
               name: str | None = None, namer=None, top: int = 16, overwrite: bool = False, progress: bool = True) -> SAERun:
     """Stage 3: train an SAE on `layer` (default: the last stored layer) and evaluate it into `sae/<name>/` (see above).
     `namer`: a `evaluate.Namer` (default `OfflineNamer()`); `top`: images per latent grid."""
-    store = self.store
-    layer = store.layers[-1] if layer is None else layer
-    if layer not in store.layers: raise KeyError(f"no layer {layer!r} in the study; layers: {store.layers}")
-    config = SAEConfig() if config is None else config
-    pool = resolve_poolings(store, [layer], pooling)[layer]
-    name = _safe_name(name or _default_run_name(layer, pool, config), "run")
-    folder = self.sae_dir / name
-    rows, excluded = usable_rows(store, [layer], pool)
-    ident = _sae_identity(store, layer, pool, rows)
-    if (folder / SAE_RUN_FILE).is_file() and not overwrite:
-        run = SAERun(folder, json.loads((folder / SAE_RUN_FILE).read_text(encoding="utf-8")))
-        if run.record["input_fingerprint"] == ident and run.config == config: return run
-        raise ValueError(f"{folder} holds an SAE trained with another config or input; pass name= for a new run "
-                         "or overwrite=True to replace it")
-    staging = self.sae_dir / f".{name}.partial"
-    if staging.exists(): shutil.rmtree(staging)
-    staging.mkdir(parents=True)
-    try:
-        X = np.asarray(store.load(layer, pool)[rows], dtype=np.float32)
-        sae = train_sae(X, config, out_dir=staging / "model", ids=list(np.asarray(store.ids, dtype=object)[rows]), progress=progress)
-        concepts, comparison, names, significance = _evaluate_sae(sae, store, layer, pool, rows, namer or OfflineNamer(),
-                                                                  top, self.audit())
-        concepts.save(staging / "concepts")
-        _write_csv_atomic(staging / "comparison.csv", comparison)
-        _write_csv_atomic(staging / "significance.csv", significance)
-        write_json_atomic(staging / "names.json", {str(j): v for j, v in names.items()})
-        write_json_atomic(staging / SAE_RUN_FILE, {
-            "format": SAE_RUN_FORMAT, "version": 1, "layer": layer, "pooling": pool, "config": config.to_dict(),
-            "input_fingerprint": ident, "rows": rows.tolist(), "excluded": excluded, "metrics": sae.metrics,
-            "alive_latents": len(concepts), "provenance": provenance()})
-        if folder.exists(): shutil.rmtree(folder)
-        os.replace(staging, folder)
-    finally:
-        if staging.exists(): shutil.rmtree(staging, ignore_errors=True)
-    return SAERun(folder, json.loads((folder / SAE_RUN_FILE).read_text(encoding="utf-8")))
+    with self.lock():                                          # one writer per study
+        store = self.store
+        layer = store.layers[-1] if layer is None else layer
+        if layer not in store.layers: raise KeyError(f"no layer {layer!r} in the study; layers: {store.layers}")
+        config = SAEConfig() if config is None else config
+        pool = resolve_poolings(store, [layer], pooling)[layer]
+        name = _safe_name(name or _default_run_name(layer, pool, config), "run")
+        folder = self.sae_dir / name
+        rows, excluded = usable_rows(store, [layer], pool)
+        ident = _sae_identity(store, layer, pool, rows)
+        if (folder / SAE_RUN_FILE).is_file() and not overwrite:
+            run = SAERun(folder, json.loads((folder / SAE_RUN_FILE).read_text(encoding="utf-8")))
+            if run.record["input_fingerprint"] == ident and run.config == config: return run
+            raise ValueError(f"{folder} holds an SAE trained with another config or input; pass name= for a new run "
+                             "or overwrite=True to replace it")
+        self.sae_dir.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".partial", dir=self.sae_dir))    # a unique name
+        os.chmod(staging, 0o777 & ~_umask())                 # mkdtemp's 0o700 would hide the run from collaborators
+        try:
+            X = np.asarray(store.load(layer, pool)[rows], dtype=np.float32)
+            sae = train_sae(X, config, out_dir=staging / "model", ids=list(np.asarray(store.ids, dtype=object)[rows]), progress=progress)
+            concepts, comparison, names, significance = _evaluate_sae(sae, store, layer, pool, rows, namer or OfflineNamer(),
+                                                                      top, self.audit())
+            concepts.save(staging / "concepts")
+            _write_csv_atomic(staging / "comparison.csv", comparison)
+            _write_csv_atomic(staging / "significance.csv", significance)
+            write_json_atomic(staging / "names.json", {str(j): v for j, v in names.items()})
+            write_json_atomic(staging / SAE_RUN_FILE, {
+                "format": SAE_RUN_FORMAT, "version": 1, "layer": layer, "pooling": pool, "config": config.to_dict(),
+                "input_fingerprint": ident, "rows": rows.tolist(), "excluded": excluded, "metrics": sae.metrics,
+                "alive_latents": len(concepts), "provenance": provenance()})
+            if folder.exists(): shutil.rmtree(folder)
+            os.replace(staging, folder)
+        finally:
+            if staging.exists(): shutil.rmtree(staging, ignore_errors=True)
+        return SAERun(folder, json.loads((folder / SAE_RUN_FILE).read_text(encoding="utf-8")))
 
 # %% ../nbs/13_study.ipynb #a8087dfe
 @patch(as_prop=True)
