@@ -196,3 +196,16 @@ def test_study_stages_refuse_a_second_writer(ref, tmp_path):
 
 def test_study_locked_error_is_a_one_line_user_error():
     assert issubclass(StudyLockedError, RuntimeError) and issubclass(StudyLockedError, ValueError)
+
+
+def test_the_cli_reports_a_locked_study_in_one_line_with_exit_2(ref):
+    "The CLI turns `StudyLockedError` (a `ValueError`, one of its `USER_ERRORS`) into one line and exit status 2."
+    call = "import sys; from medinterp.cli import main; sys.exit(main(sys.argv[1:]))"
+    with ref.lock():
+        r = subprocess.run([sys.executable, "-c", call, "report", "--study", str(ref.path)], capture_output=True,
+                           text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert r.returncode == 2, r.stderr
+    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and lines[0].startswith("medinterp report: error: "), r.stderr
+    assert f"pid {os.getpid()}" in lines[0] and "is being written by another process" in lines[0]
+    assert "Traceback" not in r.stderr and not ref.report_path.exists()
