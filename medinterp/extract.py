@@ -506,6 +506,25 @@ def _nonfinite_message(recs, layers, dtype: str, overflow: bool) -> str:
     return (f"non-finite activations (NaN or Inf): {'; '.join(parts)}{more}.{hint} Nothing of this batch was written "
             "(earlier batches are saved). Pass on_nonfinite='record' to store them and list them in the manifest.")
 
+# %% ../nbs/05_extract.ipynb #1f449e7c
+def store_lock(out_dir):
+    "The writer lock of the activation store folder `out_dir` (a context manager; see above)."
+    out_dir = Path(out_dir).expanduser()
+    name = glob.escape(out_dir.name)
+    return writer_lock(out_dir, lock_file=out_dir.parent / f".{out_dir.name}.lock",
+                       temporaries=(f".{name}.*.partial", f"{name}/.*.tmp"))
+
+def _locks_store(extract_fn):
+    "Run `extract_fn` holding the `store_lock` of its `out_dir` argument (none given: it raises its own error)."
+    import functools, inspect
+    sig = inspect.signature(extract_fn)
+    @functools.wraps(extract_fn)
+    def run(*args, **kwargs):
+        out_dir = sig.bind_partial(*args, **kwargs).arguments.get("out_dir")
+        if out_dir is None: return extract_fn(*args, **kwargs)
+        with store_lock(out_dir): return extract_fn(*args, **kwargs)
+    return run
+
 # %% ../nbs/05_extract.ipynb #5e7cc580
 def _open_existing(out_dir: Path, overwrite: bool):
     "The store already in `out_dir` (None for a missing or empty folder, or when it will be overwritten)."
@@ -546,15 +565,8 @@ def _announce(m: dict, dims: dict, config: ExtractConfig, out_dir: Path):
           f"{config.dtype} values per image -> about {_human(n * values * np.dtype(config.dtype).itemsize)} "
           f"in {out_dir}" + (f" (resuming at row {done})" if done else ""))
 
-# %% ../nbs/05_extract.ipynb #1f449e7c
-def store_lock(out_dir):
-    "The writer lock of the activation store folder `out_dir` (a context manager; see above)."
-    out_dir = Path(out_dir).expanduser()
-    name = glob.escape(out_dir.name)
-    return writer_lock(out_dir, lock_file=out_dir.parent / f".{out_dir.name}.lock",
-                       temporaries=(f".{name}.*.partial", f"{name}/.*.tmp"))
-
 # %% ../nbs/05_extract.ipynb #f2646ca7
+@_locks_store                                            # one writer per store
 def extract(dataset: CXRDataset, backbone: Backbone, layers=None, out_dir=None, *, pooling=("cls",),
             batch_size: int | None = None, dtype: str = "float32", precision: str = "float32", device=None,
             shard=None, on_nonfinite: str = "raise", on_error: str = "raise", num_workers: int = 0,
@@ -568,31 +580,30 @@ def extract(dataset: CXRDataset, backbone: Backbone, layers=None, out_dir=None, 
     a store made differently raises `StoreMismatchError` (or is replaced with `overwrite=True`)."""
     if out_dir is None: raise TypeError("extract needs out_dir=, the folder of the activation store")
     out_dir = Path(out_dir).expanduser()
-    with store_lock(out_dir):                                 # one writer per store
-        existing = _open_existing(out_dir, overwrite)
-        if config is None:
-            if batch_size is None: batch_size = existing._m["batch_size"] if existing is not None else 32
-            config = ExtractConfig(layers=layers, poolings=pooling, batch_size=batch_size, dtype=dtype,
-                                   precision=precision, device=device, on_nonfinite=on_nonfinite, on_error=on_error,
-                                   shard=shard, num_workers=num_workers)
-        config = config.replace(layers=backbone.check_layers(backbone.default_layers if config.layers is None else config.layers))
-        if config.device is not None:
-            dev = select_device(config.device)
-            if dev != backbone.device: backbone.module.to(dev); backbone.device = dev
-        start, stop = shard_rows(len(dataset), config.batch_size, config.shard)
-        index_df = _index_frame(dataset, start, stop)
-        # a fresh store learns the layer widths from a probe pass; a resumed one has them (and checks them batch by batch)
-        dims = (_probe_dims(backbone, config.layers, config.poolings, config.precision) if existing is None else
-                {l: existing._m["dims"].get(l) for l in config.layers})
-        want = _new_manifest(config, backbone, dataset, dims, start, stop, _column_dtypes(index_df))
-        m = _resume_or_create(existing, want, out_dir, index_df, config)
-        if m is None:
-            if verbose: print(f"extract: the store in {out_dir} is already complete ({existing._m['rows_total']} rows); "
-                              "nothing to do")
-            return ActivationStore.open(out_dir)
-        if verbose: _announce(m, dims, config, out_dir)
-        _run(dataset, backbone, config, out_dir, m, index_df, start, progress, verbose)
+    existing = _open_existing(out_dir, overwrite)
+    if config is None:
+        if batch_size is None: batch_size = existing._m["batch_size"] if existing is not None else 32
+        config = ExtractConfig(layers=layers, poolings=pooling, batch_size=batch_size, dtype=dtype,
+                               precision=precision, device=device, on_nonfinite=on_nonfinite, on_error=on_error,
+                               shard=shard, num_workers=num_workers)
+    config = config.replace(layers=backbone.check_layers(backbone.default_layers if config.layers is None else config.layers))
+    if config.device is not None:
+        dev = select_device(config.device)
+        if dev != backbone.device: backbone.module.to(dev); backbone.device = dev
+    start, stop = shard_rows(len(dataset), config.batch_size, config.shard)
+    index_df = _index_frame(dataset, start, stop)
+    # a fresh store learns the layer widths from a probe pass; a resumed one has them (and checks them batch by batch)
+    dims = (_probe_dims(backbone, config.layers, config.poolings, config.precision) if existing is None else
+            {l: existing._m["dims"].get(l) for l in config.layers})
+    want = _new_manifest(config, backbone, dataset, dims, start, stop, _column_dtypes(index_df))
+    m = _resume_or_create(existing, want, out_dir, index_df, config)
+    if m is None:
+        if verbose: print(f"extract: the store in {out_dir} is already complete ({existing._m['rows_total']} rows); "
+                          "nothing to do")
         return ActivationStore.open(out_dir)
+    if verbose: _announce(m, dims, config, out_dir)
+    _run(dataset, backbone, config, out_dir, m, index_df, start, progress, verbose)
+    return ActivationStore.open(out_dir)
 
 # %% ../nbs/05_extract.ipynb #4e50f773
 def _skipped(items, b0: int, ids, index_df: pd.DataFrame, start: int, on_error: str) -> list[dict]:

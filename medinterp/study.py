@@ -107,6 +107,14 @@ def lock(self: Study):
     "The study's writer lock (a context manager; see above)."
     return writer_lock(self.path, temporaries=STUDY_TEMPORARIES, keep=(".activations.*",))
 
+def _study_locked(stage):
+    "Run the study stage `stage(study, ...)` holding `study.lock()`."
+    import functools
+    @functools.wraps(stage)
+    def run(study, *args, **kwargs):
+        with study.lock(): return stage(study, *args, **kwargs)
+    return run
+
 # %% ../nbs/13_study.ipynb #742b7703
 def _write_csv_atomic(path: Path, df: pd.DataFrame):
     write_text_atomic(path, df.to_csv(index=False))
@@ -125,35 +133,35 @@ def _images_done(study: "Study", ids: list[str]) -> bool:
     s = study.config.thumb_size
     return t.shape == (len(ids), s, s) and pd.read_csv(study.images_path, usecols=["id"], dtype=str)["id"].tolist() == ids
 
+@_study_locked                                          # one writer per study
 def write_images(study: "Study", dataset, *, overwrite: bool = False, progress: bool = True) -> pd.DataFrame:
     """Thumbnails and pixel statistics of every store row of `study`, read from `dataset` (matched by image id);
     returns the `images.csv` table. Skipped when already written for the same ids and size (unless `overwrite`)."""
-    with study.lock():                                         # one writer per study
-        ids = study.store.ids
-        if not overwrite and _images_done(study, ids): return study.images
-        pos = _align(dataset, ids)
-        size = study.config.thumb_size
-        thumbs = np.zeros((len(ids), size, size), dtype=np.uint8)
-        mean, std, err = np.full(len(ids), np.nan), np.full(len(ids), np.nan), [""] * len(ids)
-        rows = range(len(ids))
-        if progress:
-            from tqdm.auto import tqdm
-            rows = tqdm(rows, desc="thumbnails", unit="img")
-        for r in rows:
-            try:
-                img = dataset.image(int(pos[r]))
-                a = _unit_image(img)
-                thumbs[r], mean[r], std[r] = thumbnail(img, size), a.mean(), a.std()
-            except MemoryError: raise
-            except Exception as e: err[r] = f"{type(e).__name__}: {e}"
-        bad = [f"row {r} ({ids[r]!r}): {e}" for r, e in enumerate(err) if e]
-        if bad: warnings.warn(f"{len(bad)} of {len(ids)} images could not be read (blank thumbnail, NaN statistics, error "
-                              f"in images.csv): " + "; ".join(bad[:3]) + (" ..." if len(bad) > 3 else ""), stacklevel=2)
-        table = pd.DataFrame({"id": ids, "image_mean": mean, "image_std": std, "error": err})
-        _write_npy_atomic(study.thumbnails_path, thumbs)
-        _write_csv_atomic(study.images_path, table)
-        study.__dict__.pop("thumbnails", None)
-        return table
+    ids = study.store.ids
+    if not overwrite and _images_done(study, ids): return study.images
+    pos = _align(dataset, ids)
+    size = study.config.thumb_size
+    thumbs = np.zeros((len(ids), size, size), dtype=np.uint8)
+    mean, std, err = np.full(len(ids), np.nan), np.full(len(ids), np.nan), [""] * len(ids)
+    rows = range(len(ids))
+    if progress:
+        from tqdm.auto import tqdm
+        rows = tqdm(rows, desc="thumbnails", unit="img")
+    for r in rows:
+        try:
+            img = dataset.image(int(pos[r]))
+            a = _unit_image(img)
+            thumbs[r], mean[r], std[r] = thumbnail(img, size), a.mean(), a.std()
+        except MemoryError: raise
+        except Exception as e: err[r] = f"{type(e).__name__}: {e}"
+    bad = [f"row {r} ({ids[r]!r}): {e}" for r, e in enumerate(err) if e]
+    if bad: warnings.warn(f"{len(bad)} of {len(ids)} images could not be read (blank thumbnail, NaN statistics, error "
+                          f"in images.csv): " + "; ".join(bad[:3]) + (" ..." if len(bad) > 3 else ""), stacklevel=2)
+    table = pd.DataFrame({"id": ids, "image_mean": mean, "image_std": std, "error": err})
+    _write_npy_atomic(study.thumbnails_path, thumbs)
+    _write_csv_atomic(study.images_path, table)
+    study.__dict__.pop("thumbnails", None)
+    return table
 
 # %% ../nbs/13_study.ipynb #6a78138a
 @patch(as_prop=True)
@@ -171,17 +179,17 @@ def has_store(self: Study) -> bool: return (self.activations_dir / "manifest.jso
 
 # %% ../nbs/13_study.ipynb #be87fe25
 @patch
+@_study_locked                                          # one writer per study
 def extract(self: Study, dataset, backbone, layers=None, *, pooling=("cls", "mean"), progress: bool = True,
             **kwargs) -> ActivationStore:
     """Stage 1: `extract.extract(dataset, backbone, layers, <study>/activations, pooling=..., **kwargs)`, then the
     thumbnails and image statistics (`write_images`). Rerunning resumes or skips finished work."""
-    with self.lock():                                          # one writer per study
-        stale = [k for k in self.__dict__ if k == "store" or (isinstance(k, tuple) and k[0] == "audit")]
-        for k in stale: del self.__dict__[k]                      # a new store: its audit is recomputed too
-        kwargs.setdefault("verbose", False)
-        self.__dict__["store"] = extract(dataset, backbone, layers, self.activations_dir, pooling=pooling, progress=progress, **kwargs)
-        write_images(self, dataset, progress=progress)
-        return self.store
+    stale = [k for k in self.__dict__ if k == "store" or (isinstance(k, tuple) and k[0] == "audit")]
+    for k in stale: del self.__dict__[k]                      # a new store: its audit is recomputed too
+    kwargs.setdefault("verbose", False)
+    self.__dict__["store"] = extract(dataset, backbone, layers, self.activations_dir, pooling=pooling, progress=progress, **kwargs)
+    write_images(self, dataset, progress=progress)
+    return self.store
 
 # %% ../nbs/13_study.ipynb #4aa598ed
 @patch(as_prop=True)
@@ -230,15 +238,15 @@ def metadata(self: Study) -> pd.DataFrame:
 
 # %% ../nbs/13_study.ipynb #81c44cb3
 @patch
+@_study_locked                                          # one writer per study
 def run_rdx(self: Study, config: RDXConfig | None = None, layers=None, *, k: int = 10, progress: bool = True,
             **kwargs) -> Sweep:
     """Stage 2: `rdx_sweep(store, layers, config, <study>/rdx, extra=image statistics, **kwargs)` and the layer
     overview (kNN overlap at `k`) written to `overview.csv`. Returns the `Sweep`."""
-    with self.lock():                                          # one writer per study
-        sweep = rdx_sweep(self.store, layers, config, self.rdx_dir, extra=_image_extra(self), progress=progress, **kwargs)
-        table = layer_overview(self.store, sweep=sweep, k=k, progress=progress)
-        _write_csv_atomic(self.overview_path, table)
-        return sweep
+    sweep = rdx_sweep(self.store, layers, config, self.rdx_dir, extra=_image_extra(self), progress=progress, **kwargs)
+    table = layer_overview(self.store, sweep=sweep, k=k, progress=progress)
+    _write_csv_atomic(self.overview_path, table)
+    return sweep
 
 # %% ../nbs/13_study.ipynb #2e143c7b
 @patch(as_prop=True)
@@ -418,46 +426,46 @@ def _default_run_name(layer: str, pooling: str, config: SAEConfig) -> str:
     return f"{layer}-{pooling}-{config.architecture}-x{config.expansion}-{sparsity}"
 
 @patch
+@_study_locked                                          # one writer per study
 def train_sae(self: Study, layer: str | None = None, config: SAEConfig | None = None, *, pooling: str = "auto",
               name: str | None = None, namer=None, top: int = 16, overwrite: bool = False, progress: bool = True) -> SAERun:
     """Stage 3: train an SAE on `layer` (default: the last stored layer) and evaluate it into `sae/<name>/` (see above).
     `namer`: a `evaluate.Namer` (default `OfflineNamer()`); `top`: images per latent grid."""
-    with self.lock():                                          # one writer per study
-        store = self.store
-        layer = store.layers[-1] if layer is None else layer
-        if layer not in store.layers: raise KeyError(f"no layer {layer!r} in the study; layers: {store.layers}")
-        config = SAEConfig() if config is None else config
-        pool = resolve_poolings(store, [layer], pooling)[layer]
-        name = _safe_name(name or _default_run_name(layer, pool, config), "run")
-        folder = self.sae_dir / name
-        rows, excluded = usable_rows(store, [layer], pool)
-        ident = _sae_identity(store, layer, pool, rows)
-        if (folder / SAE_RUN_FILE).is_file() and not overwrite:
-            run = SAERun(folder, json.loads((folder / SAE_RUN_FILE).read_text(encoding="utf-8")))
-            if run.record["input_fingerprint"] == ident and run.config == config: return run
-            raise ValueError(f"{folder} holds an SAE trained with another config or input; pass name= for a new run "
-                             "or overwrite=True to replace it")
-        self.sae_dir.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".partial", dir=self.sae_dir))    # a unique name
-        os.chmod(staging, 0o777 & ~_umask())                 # mkdtemp's 0o700 would hide the run from collaborators
-        try:
-            X = np.asarray(store.load(layer, pool)[rows], dtype=np.float32)
-            sae = train_sae(X, config, out_dir=staging / "model", ids=list(np.asarray(store.ids, dtype=object)[rows]), progress=progress)
-            concepts, comparison, names, significance = _evaluate_sae(sae, store, layer, pool, rows, namer or OfflineNamer(),
-                                                                      top, self.audit())
-            concepts.save(staging / "concepts")
-            _write_csv_atomic(staging / "comparison.csv", comparison)
-            _write_csv_atomic(staging / "significance.csv", significance)
-            write_json_atomic(staging / "names.json", {str(j): v for j, v in names.items()})
-            write_json_atomic(staging / SAE_RUN_FILE, {
-                "format": SAE_RUN_FORMAT, "version": 1, "layer": layer, "pooling": pool, "config": config.to_dict(),
-                "input_fingerprint": ident, "rows": rows.tolist(), "excluded": excluded, "metrics": sae.metrics,
-                "alive_latents": len(concepts), "provenance": provenance()})
-            if folder.exists(): shutil.rmtree(folder)
-            os.replace(staging, folder)
-        finally:
-            if staging.exists(): shutil.rmtree(staging, ignore_errors=True)
-        return SAERun(folder, json.loads((folder / SAE_RUN_FILE).read_text(encoding="utf-8")))
+    store = self.store
+    layer = store.layers[-1] if layer is None else layer
+    if layer not in store.layers: raise KeyError(f"no layer {layer!r} in the study; layers: {store.layers}")
+    config = SAEConfig() if config is None else config
+    pool = resolve_poolings(store, [layer], pooling)[layer]
+    name = _safe_name(name or _default_run_name(layer, pool, config), "run")
+    folder = self.sae_dir / name
+    rows, excluded = usable_rows(store, [layer], pool)
+    ident = _sae_identity(store, layer, pool, rows)
+    if (folder / SAE_RUN_FILE).is_file() and not overwrite:
+        run = SAERun(folder, json.loads((folder / SAE_RUN_FILE).read_text(encoding="utf-8")))
+        if run.record["input_fingerprint"] == ident and run.config == config: return run
+        raise ValueError(f"{folder} holds an SAE trained with another config or input; pass name= for a new run "
+                         "or overwrite=True to replace it")
+    self.sae_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".partial", dir=self.sae_dir))    # a unique name
+    os.chmod(staging, 0o777 & ~_umask())                 # mkdtemp's 0o700 would hide the run from collaborators
+    try:
+        X = np.asarray(store.load(layer, pool)[rows], dtype=np.float32)
+        sae = train_sae(X, config, out_dir=staging / "model", ids=list(np.asarray(store.ids, dtype=object)[rows]), progress=progress)
+        concepts, comparison, names, significance = _evaluate_sae(sae, store, layer, pool, rows, namer or OfflineNamer(),
+                                                                  top, self.audit())
+        concepts.save(staging / "concepts")
+        _write_csv_atomic(staging / "comparison.csv", comparison)
+        _write_csv_atomic(staging / "significance.csv", significance)
+        write_json_atomic(staging / "names.json", {str(j): v for j, v in names.items()})
+        write_json_atomic(staging / SAE_RUN_FILE, {
+            "format": SAE_RUN_FORMAT, "version": 1, "layer": layer, "pooling": pool, "config": config.to_dict(),
+            "input_fingerprint": ident, "rows": rows.tolist(), "excluded": excluded, "metrics": sae.metrics,
+            "alive_latents": len(concepts), "provenance": provenance()})
+        if folder.exists(): shutil.rmtree(folder)
+        os.replace(staging, folder)
+    finally:
+        if staging.exists(): shutil.rmtree(staging, ignore_errors=True)
+    return SAERun(folder, json.loads((folder / SAE_RUN_FILE).read_text(encoding="utf-8")))
 
 # %% ../nbs/13_study.ipynb #a8087dfe
 @patch(as_prop=True)
