@@ -12,23 +12,30 @@ import json
 import os
 import platform
 import re
+import shlex
 import shutil
+import socket
 import sys
 import tempfile
+import threading
 import types
 import typing
+import warnings
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
+
+try: import fcntl
+except ImportError: fcntl = None            # Windows: no writer lock (see `writer_lock`)
 
 import numpy as np
 
 import medinterp
 
 # %% auto #0
-__all__ = ['SeedLike', 'DATA_ENV', 'PRECISIONS', 'Config', 'to_jsonable', 'dumps', 'fingerprint', 'make_rng', 'make_rng_seed',
-           'spawn_rngs', 'derive_seed', 'torch_generator', 'data_dir', 'data_path', 'select_device', 'autocast',
-           'write_bytes_atomic', 'write_text_atomic', 'write_json_atomic', 'atomic_dir', 'provenance', 'save_config',
-           'load_config']
+__all__ = ['SeedLike', 'DATA_ENV', 'PRECISIONS', 'TEMP_PATTERNS', 'LOCK_NAME', 'Config', 'to_jsonable', 'dumps', 'fingerprint',
+           'make_rng', 'make_rng_seed', 'spawn_rngs', 'derive_seed', 'torch_generator', 'data_dir', 'data_path',
+           'select_device', 'autocast', 'write_bytes_atomic', 'write_text_atomic', 'write_json_atomic', 'atomic_dir',
+           'provenance', 'save_config', 'load_config', 'StudyLockedError', 'remove_stale_temporaries', 'writer_lock']
 
 # %% ../nbs/00_core.ipynb #82a87a04
 def _coerce(value, tp):
@@ -319,3 +326,74 @@ def _positive_int(v, name: str, lo: int = 1) -> int:
 def _safe_name(name, empty: str) -> str:
     "`name` as a file-name part: runs of characters other than letters, digits, '.' and '-' become '_'."
     return re.sub(r"[^A-Za-z0-9.-]+", "_", str(name)).strip("._") or empty
+
+# %% ../nbs/00_core.ipynb #0c03a45e
+class StudyLockedError(RuntimeError, ValueError):
+    "Another live process holds the writer lock of a study or store folder; the one-line message names it."
+
+# %% ../nbs/00_core.ipynb #868f28dd
+TEMP_PATTERNS = (".*.tmp", ".*.partial")
+
+def remove_stale_temporaries(base, patterns=TEMP_PATTERNS, keep=()) -> list[Path]:
+    """Delete the files and folders under `base` whose paths match the glob `patterns` (relative to `base`), except
+    names matching a `keep` pattern; returns what was removed. Call it only while holding `base`'s writer lock."""
+    import fnmatch
+    base, gone = Path(base), []
+    if not base.is_dir(): return gone
+    for p in sorted({p for pat in patterns for p in base.glob(pat)}):
+        if any(fnmatch.fnmatch(p.name, k) for k in keep) or any(g in p.parents for g in gone): continue
+        if p.is_dir() and not p.is_symlink(): shutil.rmtree(p, ignore_errors=True)
+        else: p.unlink(missing_ok=True)
+        gone.append(p)
+    return gone
+
+# %% ../nbs/00_core.ipynb #c0538d2d
+LOCK_NAME = ".medinterp.lock"
+_HELD, _HELD_GUARD = {}, threading.Lock()           # resolved lock file -> [fd, depth, pid] of this process's locks
+
+def _holder(rec: dict) -> str:
+    return (f"pid {rec.get('pid', '?')} on host {rec.get('host', '?')} since {rec.get('since', '?')}, "
+            f"command: {rec.get('command', '?')}")
+
+def _lock_record(fd) -> dict:
+    try: return json.loads(os.pread(fd, 1 << 16, 0).decode("utf-8") or "{}")
+    except (ValueError, OSError): return {}
+
+def _take_lock(lock_file: Path, what: str) -> int:
+    "Open and flock `lock_file` without waiting; a live holder raises `StudyLockedError`, a dead one's record is replaced."
+    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o666)
+    try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        rec = _lock_record(fd); os.close(fd)
+        raise StudyLockedError(f"{what} is being written by another process ({_holder(rec)}); wait for it to finish "
+                               "or stop it, then run again".replace("\n", " ")) from None
+    except BaseException: os.close(fd); raise
+    old = _lock_record(fd)
+    if old: warnings.warn(f"taking over the writer lock of {what} from a process that is gone ({_holder(old)})".replace("\n", " "), stacklevel=4)
+    rec = {"pid": os.getpid(), "host": socket.gethostname(), "command": shlex.join(map(str, sys.argv))[:500],
+           "since": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    os.ftruncate(fd, 0); os.pwrite(fd, json.dumps(rec).encode("utf-8"), 0)
+    return fd
+
+@contextmanager
+def writer_lock(folder, *, lock_file=None, temporaries=(), keep=()):
+    "Hold the exclusive writer lock of `folder` (see above); yields the lock file."
+    folder = Path(folder).expanduser()
+    lock_file = folder / LOCK_NAME if lock_file is None else Path(lock_file)
+    if fcntl is None: yield lock_file; return
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    key = os.path.realpath(lock_file)
+    with _HELD_GUARD:
+        held = _HELD.get(key)
+        if held is not None and held[2] == os.getpid(): held[1] += 1
+        else: _HELD[key] = held = [_take_lock(lock_file, str(folder)), 1, os.getpid()]
+    try:
+        if held[1] == 1: remove_stale_temporaries(lock_file.parent, temporaries, keep)
+        yield lock_file
+    finally:
+        with _HELD_GUARD:
+            held[1] -= 1
+            if held[1] == 0:
+                del _HELD[key]
+                try: os.ftruncate(held[0], 0)             # a clean exit leaves no record to take over
+                finally: fcntl.flock(held[0], fcntl.LOCK_UN); os.close(held[0])

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import datetime as _dt
+import glob
 import io
 import json
 import re
@@ -21,7 +22,7 @@ from fastcore.basics import patch
 
 import medinterp
 from .core import (PRECISIONS, Config, _is_int, atomic_dir, autocast, dumps, provenance, save_config,
-                            select_device, write_json_atomic, write_text_atomic)
+                            select_device, write_json_atomic, write_text_atomic, writer_lock)
 from .data import CANONICAL, CXRDataset, ImageReadError, column_kinds
 from .models import POOLINGS, Backbone, capture
 
@@ -29,7 +30,7 @@ from .models import POOLINGS, Backbone, capture
 __all__ = ['DTYPES', 'ON_NONFINITE', 'ON_ERROR', 'STORE_FORMAT', 'FORMAT_VERSION', 'MANIFEST', 'INDEX', 'RESERVED_COLUMNS',
            'TIMESTAMPS', 'ExtractConfig', 'shard_rows', 'array_filename', 'IncompleteStoreError', 'StoreMismatchError',
            'NonFiniteActivationError', 'skip_kind', 'count_reasons', 'NoReadableImagesError', 'ActivationStore',
-           'extract', 'comparable_manifest', 'merge_stores']
+           'store_lock', 'extract', 'comparable_manifest', 'merge_stores']
 
 # %% ../nbs/05_extract.ipynb #6a933ca9
 DTYPES = ("float32", "float16")
@@ -554,6 +555,25 @@ def _nonfinite_message(recs, layers, dtype: str, overflow: bool) -> str:
     return (f"non-finite activations (NaN or Inf): {'; '.join(parts)}{more}.{hint} Nothing of this batch was written "
             "(earlier batches are saved). Pass on_nonfinite='record' to store them and list them in the manifest.")
 
+# %% ../nbs/05_extract.ipynb #1f449e7c
+def store_lock(out_dir):
+    "The writer lock of the activation store folder `out_dir` (a context manager; see above)."
+    out_dir = Path(out_dir).expanduser()
+    name = glob.escape(out_dir.name)
+    return writer_lock(out_dir, lock_file=out_dir.parent / f".{out_dir.name}.lock",
+                       temporaries=(f".{name}.*.partial", f"{name}/.*.tmp"))
+
+def _locks_store(extract_fn):
+    "Run `extract_fn` holding the `store_lock` of its `out_dir` argument (none given: it raises its own error)."
+    import functools, inspect
+    sig = inspect.signature(extract_fn)
+    @functools.wraps(extract_fn)
+    def run(*args, **kwargs):
+        out_dir = sig.bind_partial(*args, **kwargs).arguments.get("out_dir")
+        if out_dir is None: return extract_fn(*args, **kwargs)
+        with store_lock(out_dir): return extract_fn(*args, **kwargs)
+    return run
+
 # %% ../nbs/05_extract.ipynb #5e7cc580
 def _open_existing(out_dir: Path, overwrite: bool):
     "The store already in `out_dir` (None for a missing or empty folder, or when it will be overwritten)."
@@ -612,6 +632,7 @@ def _readable(store: "ActivationStore") -> "ActivationStore":
                                 f"the activation store {store.path}")
 
 # %% ../nbs/05_extract.ipynb #f2646ca7
+@_locks_store                                            # one writer per store
 def extract(dataset: CXRDataset, backbone: Backbone, layers=None, out_dir=None, *, pooling=("cls",),
             batch_size: int | None = None, dtype: str = "float32", precision: str = "float32", device=None,
             shard=None, on_nonfinite: str = "raise", on_error: str = "raise", num_workers: int = 0,
@@ -809,7 +830,7 @@ def merge_stores(paths, out_dir, *, overwrite: bool = False) -> ActivationStore:
     texts = [(s.path / INDEX).read_text(encoding="utf-8") for s in stores]
     heads = {t.split("\n", 1)[0] for t in texts}
     if len(heads) != 1: raise StoreMismatchError(f"the shards' {INDEX} files have different columns")
-    with atomic_dir(out_dir, overwrite=overwrite) as tmp:
+    with store_lock(out_dir), atomic_dir(out_dir, overwrite=overwrite) as tmp:
         _copy_arrays(tmp, m, stores, N)
         write_text_atomic(tmp / INDEX, heads.pop() + "\n" + "".join(t.split("\n", 1)[1] for t in texts))
         write_json_atomic(tmp / MANIFEST, m)

@@ -930,4 +930,5 @@ def export_html(study, path=None, *, include_ids: bool = False, max_concepts: in
 @patch
 def export_html(self: Study, path=None, **kwargs) -> Path:
     "Write this study's self-contained HTML report (default `<study>/report.html`); see `report.export_html`."
-    return export_html(self, self.report_path if path is None else path, **kwargs)
+    with self.lock():                                          # one writer per study
+        return export_html(self, self.report_path if path is None else path, **kwargs)

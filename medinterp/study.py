@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 import warnings
 from dataclasses import dataclass
 from functools import cached_property
@@ -19,8 +20,8 @@ import pandas as pd
 from . import confounds
 from .concepts import Concepts, _unit_image
 from .data import BASE_META
-from .core import (Config, _safe_name, _write_npy_atomic, fingerprint, provenance, write_json_atomic,
-                            write_text_atomic)
+from .core import (Config, _safe_name, _umask, _write_npy_atomic, fingerprint, provenance, write_json_atomic,
+                            write_text_atomic, writer_lock)
 from .evaluate import NamingContext, OfflineNamer, compare_tables, concept_latents, latent_concepts, name_latents
 from .extract import ActivationStore, NoReadableImagesError, extract
 from .rdx import RDXConfig
@@ -31,9 +32,9 @@ from .viz import thumbnail
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['STUDY_FILE', 'STUDY_FORMAT', 'SKIPPED_CSV_COLUMNS', 'AUDIT_DIR', 'SAE_RUN_FILE', 'SAE_RUN_FORMAT',
-           'SIGNIFICANCE_COLUMNS', 'StudyConfig', 'Study', 'write_images', 'write_skipped', 'skipped_line',
-           'require_images', 'SAERun']
+__all__ = ['STUDY_FILE', 'STUDY_FORMAT', 'STUDY_TEMPORARIES', 'SKIPPED_CSV_COLUMNS', 'AUDIT_DIR', 'SAE_RUN_FILE',
+           'SAE_RUN_FORMAT', 'SIGNIFICANCE_COLUMNS', 'StudyConfig', 'Study', 'write_images', 'write_skipped',
+           'skipped_line', 'require_images', 'SAERun']
 
 # %% ../nbs/13_study.ipynb #24ee9068
 STUDY_FILE, STUDY_FORMAT = "config.json", "medinterp.study"
@@ -100,6 +101,22 @@ class Study:
     report_path = property(lambda self: self.path / "report.html")
     skipped_path = property(lambda self: self.path / "skipped.csv")
 
+# %% ../nbs/13_study.ipynb #f9be06bb
+STUDY_TEMPORARIES = (".*.tmp", ".*.partial", "sae/.*.partial", "sae/**/.*.tmp", "rdx/.*.partial", "rdx/**/.*.tmp")
+
+@patch
+def lock(self: Study):
+    "The study's writer lock (a context manager; see above)."
+    return writer_lock(self.path, temporaries=STUDY_TEMPORARIES, keep=(".activations.*",))
+
+def _study_locked(stage):
+    "Run the study stage `stage(study, ...)` holding `study.lock()`."
+    import functools
+    @functools.wraps(stage)
+    def run(study, *args, **kwargs):
+        with study.lock(): return stage(study, *args, **kwargs)
+    return run
+
 # %% ../nbs/13_study.ipynb #742b7703
 def _write_csv_atomic(path: Path, df: pd.DataFrame):
     write_text_atomic(path, df.to_csv(index=False))
@@ -118,6 +135,7 @@ def _images_done(study: "Study", ids: list[str]) -> bool:
     s = study.config.thumb_size
     return t.shape == (len(ids), s, s) and pd.read_csv(study.images_path, usecols=["id"], dtype=str)["id"].tolist() == ids
 
+@_study_locked                                          # one writer per study
 def write_images(study: "Study", dataset, *, overwrite: bool = False, progress: bool = True) -> pd.DataFrame:
     """Thumbnails and pixel statistics of every store row of `study`, read from `dataset` (matched by image id);
     returns the `images.csv` table. Skipped when already written for the same ids and size (unless `overwrite`)."""
@@ -176,6 +194,7 @@ def has_store(self: Study) -> bool: return (self.activations_dir / "manifest.jso
 
 # %% ../nbs/13_study.ipynb #be87fe25
 @patch
+@_study_locked                                          # one writer per study
 def extract(self: Study, dataset, backbone, layers=None, *, pooling=("cls", "mean"), progress: bool = True,
             **kwargs) -> ActivationStore:
     """Stage 1: `extract.extract(dataset, backbone, layers, <study>/activations, pooling=..., **kwargs)`, then the
@@ -271,6 +290,7 @@ def metadata(self: Study) -> pd.DataFrame:
 
 # %% ../nbs/13_study.ipynb #81c44cb3
 @patch
+@_study_locked                                          # one writer per study
 def run_rdx(self: Study, config: RDXConfig | None = None, layers=None, *, k: int = 10, progress: bool = True,
             **kwargs) -> Sweep:
     """Stage 2: `rdx_sweep(store, layers, config, <study>/rdx, extra=image statistics, **kwargs)` and the layer
@@ -459,6 +479,7 @@ def _default_run_name(layer: str, pooling: str, config: SAEConfig) -> str:
     return f"{layer}-{pooling}-{config.architecture}-x{config.expansion}-{sparsity}"
 
 @patch
+@_study_locked                                          # one writer per study
 def train_sae(self: Study, layer: str | None = None, config: SAEConfig | None = None, *, pooling: str = "auto",
               name: str | None = None, namer=None, top: int = 16, overwrite: bool = False, progress: bool = True) -> SAERun:
     """Stage 3: train an SAE on `layer` (default: the last stored layer) and evaluate it into `sae/<name>/` (see above).
@@ -477,9 +498,9 @@ def train_sae(self: Study, layer: str | None = None, config: SAEConfig | None = 
         if run.record["input_fingerprint"] == ident and run.config == config: return run
         raise ValueError(f"{folder} holds an SAE trained with another config or input; pass name= for a new run "
                          "or overwrite=True to replace it")
-    staging = self.sae_dir / f".{name}.partial"
-    if staging.exists(): shutil.rmtree(staging)
-    staging.mkdir(parents=True)
+    self.sae_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".partial", dir=self.sae_dir))    # a unique name
+    os.chmod(staging, 0o777 & ~_umask())                 # mkdtemp's 0o700 would hide the run from collaborators
     try:
         X = np.asarray(store.load(layer, pool)[rows], dtype=np.float32)
         sae = train_sae(X, config, out_dir=staging / "model", ids=list(np.asarray(store.ids, dtype=object)[rows]), progress=progress)

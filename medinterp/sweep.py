@@ -10,6 +10,7 @@ import math
 import os
 import re
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from .concepts import Concepts, enrichment, enrichment_table, name_concepts
 from .confounds import same_grouping
 from fastcore.basics import patch
 
-from .core import _safe_name, dumps, fingerprint, provenance, write_bytes_atomic, write_json_atomic
+from .core import _safe_name, dumps, fingerprint, provenance, write_bytes_atomic, write_json_atomic, writer_lock
 from .data import KINDS
 from .extract import ActivationStore, comparable_manifest
 from .rdx import (DIRECTIONS, RDXConfig, RDXResult, available_memory, estimate_memory, load_result,
@@ -279,15 +280,15 @@ def _name_and_save(res: RDXResult, table: pd.DataFrame, folder: Path, kinds: dic
 # %% ../nbs/09_sweep.ipynb #dcb48809
 def _save_pair(res: RDXResult, folder: Path, fp: str, table: pd.DataFrame, kinds: dict):
     "Write a pair's result, named concepts and enrichment tables to `folder` through a hidden staging folder."
-    staging = folder.parent / f".{folder.name}.partial"          # the pair folder appears complete or not at all
-    if staging.exists(): shutil.rmtree(staging)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".partial", dir=folder.parent))   # a unique name
+    staging = work / folder.name                                  # the pair folder appears complete or not at all
     try:
         save_result(res, staging, input_fingerprint=fp)
         _name_and_save(res, table, staging, kinds)
         if folder.exists(): shutil.rmtree(folder)
         os.replace(staging, folder)
-    finally:
-        if staging.exists(): shutil.rmtree(staging, ignore_errors=True)
+    finally: shutil.rmtree(work, ignore_errors=True)
 
 # %% ../nbs/09_sweep.ipynb #5de5f340
 def _sweep_pair(sweep: Sweep, i: int, a: str, b: str, store: ActivationStore, rows: np.ndarray, ids: list,
@@ -322,22 +323,23 @@ def rdx_sweep(store, layers=None, config: RDXConfig | None = None, out_dir=None,
     ids, table, merged = _enrichment_inputs(store, rows, extra)
     chosen = _choose_engine(engine, len(rows))
     record = _sweep_record(store, layers, pooling, chosen, landmarks, config, rows, excluded, merged, pairs)
-    out.mkdir(parents=True, exist_ok=True)
-    _check_previous(out / "sweep.json", record, overwrite)
-    write_json_atomic(out / "sweep.json", record)
-    sweep = Sweep(out, record)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=len(pairs), desc="RDX sweep", unit="pair")
-    try:
-        for i, (a, b) in enumerate(pairs):
-            if bar is not None: bar.set_postfix_str(f"{a}→{b}")
-            _sweep_pair(sweep, i, a, b, store, rows, ids, table, config, device, overwrite)
-            if bar is not None: bar.update(1)
-    finally:
-        if bar is not None: bar.close()
-    return write_readings(sweep)
+    with writer_lock(out, temporaries=(".*.partial", ".*.tmp", "*/.*.tmp")):   # one writer per sweep; clears a crash's debris
+        out.mkdir(parents=True, exist_ok=True)
+        _check_previous(out / "sweep.json", record, overwrite)
+        write_json_atomic(out / "sweep.json", record)
+        sweep = Sweep(out, record)
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+            bar = tqdm(total=len(pairs), desc="RDX sweep", unit="pair")
+        try:
+            for i, (a, b) in enumerate(pairs):
+                if bar is not None: bar.set_postfix_str(f"{a}→{b}")
+                _sweep_pair(sweep, i, a, b, store, rows, ids, table, config, device, overwrite)
+                if bar is not None: bar.update(1)
+        finally:
+            if bar is not None: bar.close()
+        return write_readings(sweep)
 
 # %% ../nbs/09_sweep.ipynb #08dfa7a3
 KIND_PHRASES = {"acquisition": "acquisition", "hardware": "hardware", "anatomy": "anatomy", "finding": "findings",
