@@ -71,11 +71,14 @@ def summary_lines(study: Study) -> list[str]:
 # %% ../nbs/16_cli.ipynb #a9e6cc1e
 def open_images(images, metadata=None, *, format: str = "auto", n: int | None = None, seed: int = 0,
                 on_error: str = "skip", progress: bool = True) -> CXRDataset:
-    "The images under `images` (labelled by `metadata` in `format`), or a seeded random sample of `n` of them."
+    """The images under `images` (labelled by `metadata` in `format`), or a seeded random sample of `n` of them; the
+    images that cannot be read are left out without a warning (the study's `skipped.csv` and the summary name them)."""
     images = Path(images).expanduser()
     if not images.is_dir(): raise FileNotFoundError(f"image folder {images} not found")
     if metadata is not None and not Path(metadata).expanduser().is_file(): raise FileNotFoundError(f"metadata CSV {metadata} not found")
-    ds = CXRDataset.from_folder(images, metadata, format=format, on_error=on_error, progress=progress)
+    with warnings.catch_warnings():           # the skipped images are reported by the summary (skipped.csv) instead
+        warnings.filterwarnings("ignore", message=r".*item\(s\) skipped; see ds\.skipped")
+        ds = CXRDataset.from_folder(images, metadata, format=format, on_error=on_error, progress=progress)
     if n is not None and n < len(ds):
         ds = ds.subset(np.sort(make_rng(seed).choice(len(ds), int(n), replace=False)))
     return ds

@@ -20,8 +20,8 @@ import pandas as pd
 from . import confounds
 from .concepts import Concepts, _unit_image
 from .data import BASE_META
-from .core import (Config, _safe_name, _umask, _write_npy_atomic, fingerprint, provenance, write_json_atomic,
-                            write_text_atomic, writer_lock)
+from .core import (LOCK_NAME, Config, _safe_name, _umask, _write_npy_atomic, fingerprint, provenance,
+                            write_json_atomic, write_text_atomic, writer_lock)
 from .evaluate import NamingContext, OfflineNamer, compare_tables, concept_latents, latent_concepts, name_latents
 from .extract import ActivationStore, NoReadableImagesError, extract
 from .rdx import RDXConfig
@@ -73,7 +73,7 @@ class Study:
                 raise ValueError(f"{path} holds a study with another config (field: (there, asked)) {diff}; "
                                  "open it with Study.open or choose another folder")
             return old
-        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        if path.exists() and (not path.is_dir() or any(p.name != LOCK_NAME for p in path.iterdir())):   # a lock alone is empty
             raise ValueError(f"{path} exists and is not a study (no {STUDY_FILE}); choose a new or empty folder")
         path.mkdir(parents=True, exist_ok=True)
         write_json_atomic(path / STUDY_FILE, {"format": STUDY_FORMAT, "version": 1, "config": config.to_dict(),

@@ -282,3 +282,41 @@ def test_cli_parity_options_reach_the_library(tiny_vit, tmp_path):
     assert _rdx_config(parser().parse_args(["rdx", "--study", "x", "--seed", "7"])).seed == 7
     assert _rdx_config(parser().parse_args(["run", "--backbone", "b", "--images", "i", "--out", "o", "--rdx-seed", "5"])).seed == 5
     assert _sae_config(parser().parse_args(["sae", "--study", "x", "--architecture", "matryoshka"])).architecture == "matryoshka"
+
+
+def test_bad_files_through_the_cli_are_on_record(tiny_vit, tmp_path):
+    "The issue's folder of 8 unreadable entries through `medinterp extract` and `report`: exit 0, all 8 on record."
+    import pandas as pd
+    pytest.importorskip("pydicom")
+    from test_skipped import bad_folder
+    _, _, bb = tiny_vit
+    d, out = bad_folder(tmp_path / "bad"), tmp_path / "s"
+    r = medinterp("--quiet", "extract", "--backbone", bb, "--images", d, "--metadata", d / "meta.csv", "--out", out)
+    assert r.returncode == 0, r.stderr[-2000:]
+    skipped = pd.read_csv(out / "skipped.csv")
+    assert len(skipped) == 8 and skipped["reason"].astype(str).str.len().gt(0).all()
+    said = [l for l in r.stdout.splitlines() if "skipped" in l]
+    assert said and said[0].startswith("8 image(s) skipped") and str(out / "skipped.csv") in said[0], r.stdout
+    assert medinterp("--quiet", "report", "--study", out).returncode == 0
+    assert "8 images could not be read" in (out / "report.html").read_text(encoding="utf-8")
+
+
+def test_no_readable_image_is_exit_2_with_the_causes(tiny_vit, tmp_path):
+    pytest.importorskip("pydicom")
+    from test_skipped import write_bad_files
+    _, _, bb = tiny_vit
+    d = tmp_path / "allbad"; write_bad_files(d, good=0)
+    r = medinterp("--quiet", "extract", "--backbone", bb, "--images", d, "--out", tmp_path / "s")
+    _one_line_error(r, "images could be read")
+    assert "0 of" in r.stderr
+
+
+def test_a_second_extract_on_a_locked_study_is_refused_in_one_line(tiny_vit, tmp_path):
+    "While another writer holds the study (here: this process), `medinterp extract` into it stops at once, exit 2."
+    from medinterp.core import writer_lock
+    tmp, ds, bb = tiny_vit
+    out = tmp_path / "locked"; out.mkdir()
+    with writer_lock(out):
+        r = medinterp("--quiet", "extract", "--backbone", bb, "--images", ds.root, "--out", out)
+    _one_line_error(r, f"pid {os.getpid()}")
+    assert not (out / "activations").exists()
