@@ -168,14 +168,18 @@ def write_images(study: "Study", dataset, *, overwrite: bool = False, progress: 
 # %% ../nbs/13_study.ipynb #9faaf222
 SKIPPED_CSV_COLUMNS = ["file", "reason", "row"]
 
+def _skipped_table(records) -> pd.DataFrame:
+    "The `skipped.csv` table (columns `SKIPPED_CSV_COLUMNS`) of skip records (see `write_skipped`)."
+    def meta_row(r):                                   # a store record (it has an id) holds the store row in `row`
+        v = r.get("metadata_row") if ("metadata_row" in r or "id" in r) else r.get("row")
+        return "" if v is None or pd.isna(v) else str(int(v))
+    rows = [{"file": r.get("path"), "reason": r.get("reason"), "row": meta_row(r)} for r in records]
+    return pd.DataFrame(rows, columns=SKIPPED_CSV_COLUMNS)
+
 def write_skipped(study: "Study", records) -> Path:
     """Write `<study>/skipped.csv` (columns `SKIPPED_CSV_COLUMNS`) from skip records (`path`, `reason`, and `metadata_row` or
     `row` for the metadata row), atomically; an empty table when nothing was skipped."""
-    def meta_row(r):                                   # a store record (it has an id) holds the store row in `row`
-        v = r.get("metadata_row") if ("metadata_row" in r or "id" in r) else r.get("row")
-        return "" if v is None or pd.isna(v) else int(v)
-    rows = [{"file": r.get("path"), "reason": r.get("reason"), "row": meta_row(r)} for r in records]
-    _write_csv_atomic(study.skipped_path, pd.DataFrame(rows, columns=SKIPPED_CSV_COLUMNS))
+    _write_csv_atomic(study.skipped_path, _skipped_table(records))
     return study.skipped_path
 
 # %% ../nbs/13_study.ipynb #6a78138a
@@ -224,10 +228,9 @@ def images(self: Study) -> pd.DataFrame:
 @patch
 def skipped(self: Study) -> pd.DataFrame:
     "`skipped.csv`: file, reason, row (the metadata row, blank when there is none) of every image that could not be read."
-    if not self.skipped_path.is_file():
-        if not self.has_store: raise FileNotFoundError(f"the study {self.path} has no skipped.csv yet: run study.extract")
-        write_skipped(self, self.store.skipped.to_dict("records"))   # a study extracted before skipped.csv existed
-    return pd.read_csv(self.skipped_path, dtype=str, keep_default_na=False)
+    if self.skipped_path.is_file(): return pd.read_csv(self.skipped_path, dtype=str, keep_default_na=False)
+    if not self.has_store: raise FileNotFoundError(f"the study {self.path} has no skipped.csv yet: run study.extract")
+    return _skipped_table(self.store.skipped.to_dict("records"))   # extracted before skipped.csv existed: read, not written
 
 # %% ../nbs/13_study.ipynb #e59f858f
 def skipped_line(study: Study, first: int = 3) -> str | None:
