@@ -279,13 +279,26 @@ def _summary(study: Study, table: pd.DataFrame | None, seconds: float) -> list[s
 
 # %% ../nbs/16_cli.ipynb #4bbdacf7
 def _add_rdx_options(p, seed_flag: str = "--rdx-seed"):
+    "The RDX options of `run` and `rdx`, with `RDXConfig`'s defaults: the method's knobs, then what is reported."
+    d = RDXConfig()
     g = p.add_argument_group("RDX")
-    g.add_argument("--gamma", type=float, default=0.05, help="rank-difference scale (default 0.05)")
-    g.add_argument("--beta", type=float, default=5.0, help="affinity sharpness (default 5)")
-    g.add_argument("--mode", choices=("v2", "paper"), default="v2", help="v2: symmetrised ranks and a null threshold (default)")
-    g.add_argument("--clusters", type=int, default=10, help="concepts per direction at most, K (K + 1 spectral clusters; default 10)")
-    g.add_argument("--stability-runs", type=int, default=5, help="reruns measuring each concept's stability (0 = off; default 5)")
-    g.add_argument(seed_flag, dest="rdx_seed", type=int, default=0, help="seed of the spectral clustering (default 0)")
+    g.add_argument("--gamma", type=float, default=d.gamma, help=f"rank-difference scale (default {d.gamma:g})")
+    g.add_argument("--beta", type=float, default=d.beta, help=f"affinity sharpness (default {d.beta:g})")
+    g.add_argument("--mode", choices=("v2", "paper"), default=d.mode, help="v2: symmetrised ranks and a null threshold (default)")
+    g.add_argument("--clusters", type=int, default=d.n_clusters,
+                   help=f"concepts per direction at most, K (K + 1 spectral clusters; default {d.n_clusters})")
+    g.add_argument(seed_flag, dest="rdx_seed", type=int, default=d.seed, help=f"seed of the spectral clustering (default {d.seed})")
+    q = p.add_argument_group("concept quality", "which clusters are reported; flagged ones stay in the results, marked")
+    q.add_argument("--stability-runs", type=int, default=d.stability_runs,
+                   help=f"reruns on random subsamples measuring each concept's stability (0 = off; default {d.stability_runs})")
+    q.add_argument("--stability-fraction", type=float, default=d.stability_fraction,
+                   help=f"share of the images in each rerun, in (0.5, 1] (default {d.stability_fraction:g})")
+    q.add_argument("--min-stability", type=float, default=d.min_stability,
+                   help=f"flag a concept less stable than this as unstable (default {d.min_stability:g})")
+    q.add_argument("--min-size", type=int, default=d.min_size,
+                   help="flag a concept with fewer images as tiny (default max(5, half the grid))")
+    q.add_argument("--max-share", type=float, default=d.max_share,
+                   help=f"flag a concept holding more than this share of the images as catch-all (default {d.max_share:g})")
 
 def _add_sae_options(p):
     g = p.add_argument_group("SAE")
@@ -375,8 +388,9 @@ def parser() -> argparse.ArgumentParser:
 
 # %% ../nbs/16_cli.ipynb #aa75172c
 def _rdx_config(a) -> RDXConfig:
-    return RDXConfig(gamma=a.gamma, beta=a.beta, mode=a.mode, n_clusters=a.clusters, stability_runs=a.stability_runs,
-                     seed=a.rdx_seed)
+    return RDXConfig(gamma=a.gamma, beta=a.beta, mode=a.mode, n_clusters=a.clusters, seed=a.rdx_seed,
+                     stability_runs=a.stability_runs, stability_fraction=a.stability_fraction,
+                     min_stability=a.min_stability, min_size=a.min_size, max_share=a.max_share)
 def _sae_config(a) -> SAEConfig:
     return SAEConfig(architecture=a.architecture, expansion=a.expansion, k=a.k, epochs=a.epochs)
 def _extract_options(a) -> dict:
@@ -405,10 +419,11 @@ def _dispatch(a, progress: bool) -> tuple[Study, pd.DataFrame | None]:
     if a.command in ("run", "extract"):
         if a.format != "auto" and a.metadata is None: raise ValueError(f"--format {a.format} needs --metadata (the CSV it describes)")
         shard = parse_shard(a.shard) if getattr(a, "shard", None) is not None else None
+        configs = (_rdx_config(a), _sae_config(a)) if a.command == "run" else None   # bad values: refused before extracting
         s = study_from_images(a.out, a.backbone, a.images, a.metadata, format=a.format, n=a.n, seed=a.seed,
                               device=a.device, shard=shard, progress=progress, **_extract_options(a))
         if a.command == "extract": return s, None
-        return s, analyse(s, rdx_config=_rdx_config(a), sae_config=_sae_config(a), sae_layer=a.layer, progress=progress)
+        return s, analyse(s, rdx_config=configs[0], sae_config=configs[1], sae_layer=a.layer, progress=progress)
     s = Study.open(a.study)
     if a.command == "rdx":
         s.run_rdx(_rdx_config(a), progress=progress); return s, _findings(s)

@@ -66,18 +66,13 @@ class Study:
         path = Path(path).expanduser()
         config = StudyConfig(name=path.name or "study") if config is None else config
         if not isinstance(config, StudyConfig): raise TypeError(f"config must be a StudyConfig, got {type(config).__name__}")
-        if (path / STUDY_FILE).is_file():
-            old = cls.open(path)
-            if old.config != config:
-                diff = {k: (v, config.to_dict()[k]) for k, v in old.config.to_dict().items() if config.to_dict()[k] != v}
-                raise ValueError(f"{path} holds a study with another config (field: (there, asked)) {diff}; "
-                                 "open it with Study.open or choose another folder")
-            return old
+        if (path / STUDY_FILE).is_file(): return _same_config(cls.open(path), config)
         if path.exists() and (not path.is_dir() or any(p.name != LOCK_NAME for p in path.iterdir())):   # a lock alone is empty
             raise ValueError(f"{path} exists and is not a study (no {STUDY_FILE}); choose a new or empty folder")
-        path.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(path / STUDY_FILE, {"format": STUDY_FORMAT, "version": 1, "config": config.to_dict(),
-                                              "provenance": provenance()})
+        with writer_lock(path):                  # one creator: a second one is refused, naming the first
+            if (path / STUDY_FILE).is_file(): return _same_config(cls.open(path), config)
+            write_json_atomic(path / STUDY_FILE, {"format": STUDY_FORMAT, "version": 1, "config": config.to_dict(),
+                                                  "provenance": provenance()})
         return cls.open(path)
 
     @classmethod
@@ -100,6 +95,15 @@ class Study:
     notes_path = property(lambda self: self.path / "notes.json")
     report_path = property(lambda self: self.path / "report.html")
     skipped_path = property(lambda self: self.path / "skipped.csv")
+
+# %% ../nbs/13_study.ipynb #bd1885c4
+def _same_config(study: "Study", config: StudyConfig) -> "Study":
+    "`study` when its config equals `config`; else a `ValueError` naming each field that differs (there vs asked)."
+    there, asked = study.config.to_dict(), config.to_dict()
+    diff = "; ".join(f"{k} {v!r} there, {asked[k]!r} asked" for k, v in there.items() if asked[k] != v)
+    if diff: raise ValueError(f"{study.path} holds a study with another config ({diff}); open it with Study.open or "
+                              "choose another folder")
+    return study
 
 # %% ../nbs/13_study.ipynb #f9be06bb
 STUDY_TEMPORARIES = (".*.tmp", ".*.partial", "sae/.*.partial", "sae/**/.*.tmp", "rdx/.*.partial", "rdx/**/.*.tmp")

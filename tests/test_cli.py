@@ -6,6 +6,7 @@ from html import escape
 import os
 import subprocess
 import sys
+import time
 from importlib.metadata import entry_points
 from pathlib import Path
 
@@ -262,9 +263,11 @@ def test_errors_of_other_modules_are_caught_by_class_name(monkeypatch, capsys):
 
 
 def test_cli_parity_options_reach_the_library(tiny_vit, tmp_path):
-    "--layers, --pooling, --precision, --batch-size reach the store; sae --architecture matryoshka and rdx --seed their configs."
+    """--layers, --pooling, --precision, --batch-size reach the store; sae --architecture matryoshka, rdx --seed and the
+    concept-quality options their configs (and decide the flags)."""
     from medinterp.cli import _rdx_config, _sae_config, parser
     from medinterp.phantoms import make_phantoms
+    from medinterp.rdx import RDXConfig
     tmp, _, bb = tiny_vit
     ds = make_phantoms(40, size=64, seed=1, out_dir=tmp_path / "imgs", progress=False)
     r = medinterp("--quiet", "extract", "--backbone", bb, "--images", ds.root, "--n", "all", "--layers",
@@ -279,6 +282,19 @@ def test_cli_parity_options_reach_the_library(tiny_vit, tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     run = Study.open(tmp_path / "s").sae_run()
     assert run.config.architecture == "matryoshka" and run.config.k == 4
+    r = medinterp("--quiet", "rdx", "--study", tmp_path / "s", "--seed", 7, "--clusters", 3, "--stability-runs", 2,
+                  "--stability-fraction", 0.8, "--min-stability", 0.95, "--min-size", 4, "--max-share", 0.3)
+    assert r.returncode == 0, r.stderr[-2000:]
+    sw = Study.open(tmp_path / "s").sweep
+    c = sw.config
+    assert (c.seed, c.n_clusters, c.stability_runs, c.stability_fraction, c.min_stability, c.min_size, c.max_share) == \
+        (7, 3, 2, 0.8, 0.95, 4, 0.3)
+    for pair in sw.pairs:                              # the quality options decide what is flagged
+        for concept in sw.concepts(pair, "10", flagged=True):
+            assert ("tiny" in concept.flags) == (concept.size < 4), concept
+            assert ("catch_all" in concept.flags) == (concept.size > 0.3 * len(sw.rows)), concept
+            assert ("unstable" in concept.flags) == (concept.stability is not None and concept.stability < 0.95), concept
+    assert _rdx_config(parser().parse_args(["rdx", "--study", "x"])) == RDXConfig()   # the CLI's defaults are the library's
     assert _rdx_config(parser().parse_args(["rdx", "--study", "x", "--seed", "7"])).seed == 7
     assert _rdx_config(parser().parse_args(["run", "--backbone", "b", "--images", "i", "--out", "o", "--rdx-seed", "5"])).seed == 5
     assert _sae_config(parser().parse_args(["sae", "--study", "x", "--architecture", "matryoshka"])).architecture == "matryoshka"
@@ -320,3 +336,56 @@ def test_a_second_extract_on_a_locked_study_is_refused_in_one_line(tiny_vit, tmp
         r = medinterp("--quiet", "extract", "--backbone", bb, "--images", ds.root, "--out", out)
     _one_line_error(r, f"pid {os.getpid()}")
     assert not (out / "activations").exists()
+
+
+HELD_EXTRACT = """
+import sys, time
+from pathlib import Path
+import medinterp.cli as cli
+marker, argv, load = Path(sys.argv[1]), sys.argv[2:], cli.load_backbone
+def held(key, device):                       # the real backbone, made to wait before each batch until the test says go
+    bb = load(key, device)
+    def hold(module, inputs):
+        marker.touch(); t = time.time()
+        while not Path(str(marker) + ".go").exists() and time.time() < t + 120: time.sleep(0.05)
+    bb.module.register_forward_pre_hook(hold)
+    return bb
+cli.load_backbone = held
+sys.exit(cli.main(argv))
+"""
+
+
+def test_two_racing_extracts_one_refused_and_the_store_exact(tiny_vit, tmp_path):
+    """The issue's race: a second `medinterp extract` on the --out of a running one is refused at once in one line,
+    exit 2 — with --seed 2 because the study is of other images, with the same command because the first holds the
+    study's lock (naming it) — and the first's study then equals, bit for bit, a single undisturbed `extract --seed 1`."""
+    from test_extract import assert_same_arrays
+    _, ds, bb = tiny_vit
+    def argv(out, seed): return ["--quiet", "extract", "--backbone", bb, "--images", ds.root, "--n", 4, "--seed", seed, "--out", out]
+    single = medinterp(*argv(tmp_path / "single", 1))
+    assert single.returncode == 0, single.stderr[-2000:]
+    out, marker = tmp_path / "raced", tmp_path / "holding"
+    first = subprocess.Popen([sys.executable, "-c", HELD_EXTRACT, str(marker), *map(str, argv(out, 1))], text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    try:
+        deadline = time.time() + 300
+        while not marker.exists() and first.poll() is None and time.time() < deadline: time.sleep(0.05)
+        assert first.poll() is None, f"the first extract ended before the second started: {first.communicate()}"
+        other = medinterp(*argv(out, 2))                            # other images: the study's config says no
+        _one_line_error(other, "holds a study with another config (dataset 'imgs (4 images, seed 1)' there, "
+                               "'imgs (4 images, seed 2)' asked")
+        same = medinterp(*argv(out, 1))                             # the same command again: the lock says no
+        assert first.poll() is None, "the first extract had finished before the second was refused: nothing was tested"
+        _one_line_error(same, f"pid {first.pid}")
+        assert "since" in same.stderr and "command:" in same.stderr
+        Path(str(marker) + ".go").touch()
+        stdout, stderr = first.communicate(timeout=300)
+    finally:
+        if first.poll() is None: first.kill(); first.wait()
+    assert first.returncode == 0, stderr[-2000:]
+    a, b = Study.open(out), Study.open(tmp_path / "single")
+    assert_same_arrays(a.store, b.store)
+    assert a.store.ids == b.store.ids and a.store.index.equals(b.store.index)
+    assert np.array_equal(np.asarray(a.thumbnails), np.asarray(b.thumbnails))
+    assert a.images_path.read_bytes() == b.images_path.read_bytes()
+    assert a.config.replace(name="s") == b.config.replace(name="s") and "seed 1" in a.config.dataset

@@ -194,6 +194,18 @@ def test_study_stages_refuse_a_second_writer(ref, tmp_path):
     assert not ref.rdx_dir.exists() and not ref.sae_dir.exists() and not ref.report_path.exists()
 
 
+def test_creating_a_study_another_process_is_creating_is_refused(tmp_path):
+    "Two processes creating one study folder at once: the second is refused naming the first and writes no config."
+    probe = ("import sys; from medinterp.study import Study, StudyConfig\n"
+             "Study.create(sys.argv[1], StudyConfig(name='t', dataset='seed 2'))")
+    out = tmp_path / "s"
+    with writer_lock(out):                                          # the first creator, between its check and its write
+        r = subprocess.run([sys.executable, "-c", probe, str(out)], capture_output=True, text=True, timeout=120)
+        assert r.returncode != 0 and f"pid {os.getpid()}" in holder_line(r.stderr), r.stderr
+        assert not (out / "config.json").exists()
+    assert Study.create(out, StudyConfig(name="t", dataset="seed 1")).config.dataset == "seed 1"
+
+
 def test_study_locked_error_is_a_one_line_user_error():
     assert issubclass(StudyLockedError, RuntimeError) and issubclass(StudyLockedError, ValueError)
 
