@@ -189,15 +189,16 @@ def demo(out="runs/demo", n: int = 2500, *, seed: int = 1, model_images: int = 2
     out = Path(out).expanduser()
     study = Study.create(out, StudyConfig(name="demo", backbone="phantom-vit",
                                           dataset=f"{n} phantoms, seed {seed}"))
-    model = default_phantom_vit(out / "model", n_images=model_images, seed=0, config=model_config or PhantomViTConfig(),
-                                progress=progress)
-    folder = out / "phantoms"
-    if (folder / "metadata.csv").is_file() and (folder / "config.json").is_file():
-        ds = CXRDataset.from_folder(folder, folder / "metadata.csv", verify="header", progress=False)
-    else:
-        ds = make_phantoms(n, model.config.image_size, seed, out_dir=folder, progress=progress, overwrite=True)
-    if len(ds) != n: raise ValueError(f"{folder} holds {len(ds)} phantoms, not {n}; use another --out for another --n")
-    return _extract_and_analyse(study, ds, model.backbone(), rdx_config, sae_config, report, progress, extract_options)
+    with study.lock():                      # one demo per folder: its model and phantoms live in the study folder too
+        model = default_phantom_vit(out / "model", n_images=model_images, seed=0,
+                                    config=model_config or PhantomViTConfig(), progress=progress)
+        folder = out / "phantoms"
+        if (folder / "metadata.csv").is_file() and (folder / "config.json").is_file():
+            ds = CXRDataset.from_folder(folder, folder / "metadata.csv", verify="header", progress=False)
+        else:
+            ds = make_phantoms(n, model.config.image_size, seed, out_dir=folder, progress=progress, overwrite=True)
+        if len(ds) != n: raise ValueError(f"{folder} holds {len(ds)} phantoms, not {n}; use another --out for another --n")
+        return _extract_and_analyse(study, ds, model.backbone(), rdx_config, sae_config, report, progress, extract_options)
 
 # %% ../nbs/16_cli.ipynb #223cd632
 CXR_TARGETS = ("finding_group=covid-19", "view=AP")
@@ -226,12 +227,13 @@ def cxr_demo_study(out="runs/cxr-demo", *, backbone: str | None = None, full: bo
     ds = CXRDataset.from_cxr_demo(root, progress=False)
     study = Study.create(out, StudyConfig(name="cxr-demo", backbone=backbone or "xray-vit (" + ", ".join(targets) + ")",
                                           dataset=f"{len(ds)} cxr-demo chest X-rays"))
-    confounds.audit(ds).save(study.path / "audit")            # the data, audited before any model
-    if backbone is None:
-        bb = xray_vit(ds, targets, cache_dir=out / "model", config=model_config, progress=progress).backbone()
-    else: bb = _backbone_for(backbone, out)
-    return _extract_and_analyse(study, ds, bb, rdx_config or RDXConfig(n_clusters=6), sae_config, report, progress,
-                                extract_options)
+    with study.lock():                      # one writer: the audit and the model live in the study folder too
+        confounds.audit(ds).save(study.path / "audit")        # the data, audited before any model
+        if backbone is None:
+            bb = xray_vit(ds, targets, cache_dir=out / "model", config=model_config, progress=progress).backbone()
+        else: bb = _backbone_for(backbone, out)
+        return _extract_and_analyse(study, ds, bb, rdx_config or RDXConfig(n_clusters=6), sae_config, report, progress,
+                                    extract_options)
 
 # %% ../nbs/16_cli.ipynb #d98b413c
 def report_line(path) -> str:
