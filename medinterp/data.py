@@ -766,19 +766,29 @@ def _label_values(df: pd.DataFrame, n: str) -> np.ndarray:
     if bad.any(): raise ValueError(f"label column {n!r} holds {sorted(set(v[bad]))[:5]}; labels are 1, 0 or NaN")
     return v.to_numpy()
 
+# %% ../nbs/01_data.ipynb #ec1c1307
+_META_ROW = "\x00metadata_row"                 # a column name no CSV has
+
+def _with_metadata_rows(index: pd.DataFrame) -> pd.DataFrame:
+    "`index` on a plain range index, its CSV line numbers (an index named `row`) kept in the column `_META_ROW`."
+    df = index.reset_index(drop=True)
+    if index.index.name == "row": df[_META_ROW] = pd.array(index.index, dtype="Int64")
+    return df
+
 # %% ../nbs/01_data.ipynb #2847888f
 class CXRDataset:
     """Chest X-ray images on disk with ids, patient ids, labels (NaN = unknown) and acquisition metadata.
 
     `index` needs `id` and `path` (relative paths resolve against `root`), optionally `patient_id` (blank -> the
     image id); `label_names` are its label columns; every other column is metadata. `skipped` lists items left out
-    while loading (`path`, `reason`, `row`). Duplicate ids raise, or with `on_error='skip'` keep the first. `kinds`
+    while loading (`path`, `reason`, `row`). An `index` named `row` (the readers') holds each image's line in its CSV. Duplicate ids raise, or with `on_error='skip'` keep the first. `kinds`
     ({column: kind}) declares column kinds; the others follow `column_kinds`."""
     def __init__(self, index: pd.DataFrame, label_names=(), *, root=None, skipped=None, name: str = "",
                  on_error: str = "raise", unreferenced: int = 0, kinds: dict | None = None):
         probs = _Problems(on_error)
         label_names = _checked_labels(index, label_names)
-        df, ids = _unique_ids(index.reset_index(drop=True), on_error, probs)
+        df, ids = _unique_ids(_with_metadata_rows(index), on_error, probs)
+        self._metadata_rows = df.pop(_META_ROW).to_numpy() if _META_ROW in df.columns else None
         blank = df["path"].map(_is_blank).to_numpy()
         if blank.any(): raise ValueError(f"blank path(s) for id(s) {ids[blank].tolist()[:10]}")
         self.root = None if root is None else Path(os.path.abspath(Path(root).expanduser()))
@@ -895,8 +905,18 @@ def subset(self: CXRDataset, indices, name: str | None = None) -> CXRDataset:
             if a.shape != rows.shape: raise IndexError(f"boolean mask of length {len(a)} for {len(self)} rows")
             rows = rows[a]
         else: rows = rows[a.astype(np.int64).ravel()]
-    return CXRDataset(self._index.iloc[rows], self._labels, root=self.root, skipped=self.skipped,
+    index = self._index.iloc[rows]
+    if self._metadata_rows is not None: index = index.set_axis(pd.Index(self._metadata_rows[rows], name="row"))
+    return CXRDataset(index, self._labels, root=self.root, skipped=self.skipped,
                       name=self.name if name is None else name, kinds=self._kinds)
+
+# %% ../nbs/01_data.ipynb #1aafed14
+@patch
+def metadata_row(self: CXRDataset, i: int) -> int | None:
+    "The line of image `i` in the metadata CSV it was read from (the header is line 1); None without a CSV."
+    if self._metadata_rows is None: return None
+    v = self._metadata_rows[self._pos(i)]
+    return None if pd.isna(v) else int(v)
 
 # %% ../nbs/01_data.ipynb #72086e84
 @patch
@@ -1023,7 +1043,7 @@ def _resolve_rows(frame: pd.DataFrame, rows, bases, fmt: str, by_name, probs) ->
         try: found = _resolve(str(rel), bases, fmt, by_name)
         except ValueError as e: probs(str(e), path=rel, row=r, image_error=True); continue
         if found is None:
-            where = " or ".join(str(b) for b in bases)
+            where = " or ".join(dict.fromkeys(str(b) for b in bases))     # each folder once
             probs(f"file not found (looked for {rel!r} under {where})", path=Path(bases[0]) / str(rel), row=r,
                   image_error=True)
             continue

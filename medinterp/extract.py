@@ -672,8 +672,10 @@ def extract(dataset: CXRDataset, backbone: Backbone, layers=None, out_dir=None, 
     return _readable(ActivationStore.open(out_dir))
 
 # %% ../nbs/05_extract.ipynb #4e50f773
-def _skipped(items, b0: int, ids, index_df: pd.DataFrame, start: int, on_error: str) -> list[dict]:
-    "Records `{row, id, path, reason}` of the batch's unreadable images; with `on_error='raise'` the first one raises."
+def _skipped(items, b0: int, ids, index_df: pd.DataFrame, start: int, on_error: str, dataset=None) -> list[dict]:
+    """Records `{row, id, path, reason, metadata_row}` of the batch's unreadable images (`metadata_row` from
+    `dataset.metadata_row`, when it has one); with `on_error='raise'` the first one raises."""
+    meta_row = getattr(dataset, "metadata_row", lambda i: None)
     skipped = []
     for j, (_, err) in enumerate(items):
         if err is None: continue
@@ -682,7 +684,7 @@ def _skipped(items, b0: int, ids, index_df: pd.DataFrame, start: int, on_error: 
                                  f"{start + b0 + j}); pass on_error='skip' to record it as a missing row "
                                  "and carry on") from err
         skipped.append({"row": b0 + j, "id": ids[b0 + j], "path": index_df["path"].iat[b0 + j],
-                        "reason": err.reason, "metadata_row": None, "stage": "extract"})
+                        "reason": err.reason, "metadata_row": meta_row(start + b0 + j), "stage": "extract"})
     return skipped
 
 # %% ../nbs/05_extract.ipynb #aa911e83
@@ -721,7 +723,7 @@ def _run(dataset, backbone, config: ExtractConfig, out_dir: Path, m: dict, index
             for b0, items in _decoded_batches(dataset, backbone, spans, start, config.num_workers):
                 b1 = b0 + len(items)
                 good = np.array([j for j, (t, _) in enumerate(items) if t is not None], dtype=np.int64)
-                skipped = _skipped(items, b0, ids, index_df, start, config.on_error)
+                skipped = _skipped(items, b0, ids, index_df, start, config.on_error, dataset)
                 out = {k: np.full((b1 - b0, m["dims"][k[0]]), np.nan, dtype=dtype) for k in keys}
                 overflow = _forward_batch(backbone, acts, items, good, keys, m, config, out) if len(good) else False
                 bad = _nonfinite(out, good, ids[b0:b1], b0) if len(good) else []

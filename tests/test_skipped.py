@@ -151,6 +151,10 @@ def test_unreadable_at_extraction_fill_images_csv_and_the_lists(tmp_path):
     assert set(sk.loc[sk["stage"] == "load", "path"]) == {"missing.png", "good0.png"}
     assert sorted(s.skipped()["file"]) == sorted(sk["path"])
     assert (~s.store.valid).sum() == 5
+    csv_line = {f: i + 2 for i, f in enumerate(pd.read_csv(d / "meta.csv")["path"])}   # the header is line 1
+    table = pd.read_csv(s.path / "skipped.csv", dtype=str, keep_default_na=False)
+    late = table[table["file"].isin(["truncated.png", "empty.png", "text.png", "nopix1.dcm", "nopix2.dcm"])]
+    assert len(late) == 5 and all(int(r) == csv_line[f] for f, r in zip(late["file"], late["row"]))   # traced to the CSV
 
 
 def test_merge_keeps_load_skips_once_and_shifts_extraction_rows(tmp_path):
