@@ -389,16 +389,23 @@ def _excluded_rows(study, include_ids: bool) -> pd.DataFrame:
     return ex[["row", "id", "reason"]] if include_ids else ex[["row", "reason"]]
 
 # %% ../nbs/15_report.ipynb #a2451c9a
+def _skipped_rows(study) -> pd.DataFrame:
+    "The study's `skipped.csv` table (file, reason, row); empty before anything was extracted."
+    if study.skipped_path.is_file() or study.has_store: return study.skipped()
+    return pd.DataFrame(columns=["file", "reason", "row"])
+
+def _skipped_title(n: int) -> str: return f'{n} image{"s" if n != 1 else ""} could not be read'
+
 def _skipped_section(study, first: int = 5) -> str:
     """'N images could not be read' with the reasons counted and the first `first` listed by metadata row and kind (file
     names can hold patient ids, so the report names none, even with `include_ids`); '' when none was skipped."""
-    t = study.skipped() if study.skipped_path.is_file() or study.has_store else pd.DataFrame(columns=["file", "reason", "row"])
+    t = _skipped_rows(study)
     if not len(t): return ""
     recs = t.to_dict("records")
     where = lambda r: f"metadata row {r['row']}" if str(r["row"]).strip() else "no metadata row"
     items = "".join(f"<li>{esc(where(r))}: {esc(skip_kind(r['reason']))}</li>" for r in recs[:first])
     more = f'<p class="muted small">and {len(t) - first} more in skipped.csv</p>' if len(t) > first else ""
-    return (f'<section id="skipped"><h2>{len(t)} image{"s" if len(t) != 1 else ""} could not be read</h2>'
+    return (f'<section id="skipped"><h2>{_skipped_title(len(t))}</h2>'
             f"<p>Left out of every analysis: {esc(count_reasons(recs))}. The full list (file, reason, metadata row) "
             f"is in the study's <code>skipped.csv</code>.</p><ul>{items}</ul>{more}</section>")
 
@@ -811,7 +818,10 @@ requests: every picture and its one script are inside it.</p></section>"""
 
 # %% ../nbs/15_report.ipynb #a817d4a8
 def _contents(sweep, study) -> str:
-    toc = ['<nav id="contents"><b>Contents</b><ol>', '<li><a href="#audit">The data, before any model</a></li>',
+    n_skipped = len(_skipped_rows(study))
+    toc = ['<nav id="contents"><b>Contents</b><ol>',
+           *([f'<li><a href="#skipped">{_skipped_title(n_skipped)}</a></li>'] if n_skipped else []),
+           '<li><a href="#audit">The data, before any model</a></li>',
            '<li><a href="#about">About this report</a></li>',
            *(['<li><a href="#summary">Summary: findings, transitions, depth profile</a></li>'] if sweep is not None else []),
            '<li><a href="#provenance">Provenance</a></li>', '<li><a href="#overview">Layer overview</a></li>',

@@ -118,6 +118,8 @@ def test_report_shows_the_section(bad_study):
                     ("missing file", 1), ("duplicate id", 1)]:
         assert f"{n} {kind}" in sec
     assert "metadata row" in sec and "skipped.csv" in sec
+    toc = h[h.index('<nav id="contents">'):]
+    assert '<a href="#skipped">8 images could not be read</a>' in toc[:toc.index("</nav>")]   # listed in the contents
     h = s.export_html(progress=False, include_ids=True).read_text()
     assert not any(f in h for f in BAD if f != "good0.png")                  # file names can hold patient ids: never
     assert "SECRET" not in h
@@ -132,7 +134,8 @@ def test_no_section_when_every_image_was_read(tmp_path):
     s = new_study(tmp_path / "s")
     s.extract(CXRDataset.from_folder(d), tiny_backbone(2), **KW)
     assert len(s.skipped()) == 0 and skipped_line(s) is None
-    assert 'id="skipped"' not in s.export_html(progress=False).read_text()
+    h = s.export_html(progress=False).read_text()
+    assert 'id="skipped"' not in h and 'href="#skipped"' not in h
 
 
 def test_unreadable_at_extraction_fill_images_csv_and_the_lists(tmp_path):
