@@ -389,7 +389,7 @@ def _excluded_rows(study, include_ids: bool) -> pd.DataFrame:
     return ex[["row", "id", "reason"]] if include_ids else ex[["row", "reason"]]
 
 # %% ../nbs/15_report.ipynb #a2451c9a
-def _skipped_rows(study) -> pd.DataFrame:
+def _skipped_list(study) -> pd.DataFrame:
     "The study's `skipped.csv` table (file, reason, row); empty before anything was extracted."
     if study.skipped_path.is_file() or study.has_store: return study.skipped()
     return pd.DataFrame(columns=["file", "reason", "row"])
@@ -399,7 +399,7 @@ def _skipped_title(n: int) -> str: return f'{n} image{"s" if n != 1 else ""} cou
 def _skipped_section(study, first: int = 5) -> str:
     """'N images could not be read' with the reasons counted and the first `first` listed by metadata row and kind (file
     names can hold patient ids, so the report names none, even with `include_ids`); '' when none was skipped."""
-    t = _skipped_rows(study)
+    t = _skipped_list(study)
     if not len(t): return ""
     recs = t.to_dict("records")
     where = lambda r: f"metadata row {r['row']}" if str(r["row"]).strip() else "no metadata row"
@@ -818,7 +818,7 @@ requests: every picture and its one script are inside it.</p></section>"""
 
 # %% ../nbs/15_report.ipynb #a817d4a8
 def _contents(sweep, study) -> str:
-    n_skipped = len(_skipped_rows(study))
+    n_skipped = len(_skipped_list(study))
     toc = ['<nav id="contents"><b>Contents</b><ol>',
            *([f'<li><a href="#skipped">{_skipped_title(n_skipped)}</a></li>'] if n_skipped else []),
            '<li><a href="#audit">The data, before any model</a></li>',
