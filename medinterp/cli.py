@@ -20,6 +20,7 @@ import pandas as pd
 from . import confounds
 from .core import PRECISIONS, _write_npy_atomic, make_rng, write_json_atomic, write_text_atomic
 from .data import CXRDataset, ImageReadError
+from .evaluate import ALIVE_R
 from .extract import merge_stores
 from .models import POOLINGS, WeightsUnavailableError, load_backbone
 from .rdx import RDXConfig
@@ -245,6 +246,15 @@ def report_line(path) -> str:
     return f"report: {path} ({path.stat().st_size / 1e6:.1f} MB{drawn})"
 
 # %% ../nbs/16_cli.ipynb #0509ca3a
+def _entropy_clause(raw: float, latent: float) -> str:
+    "The MedSAE headline: mean correlation entropy of the best raw dimensions vs the best latents, or why it is missing."
+    if np.isfinite(raw) and np.isfinite(latent):
+        return (f"; mean correlation entropy of the best raw dimensions {raw:.2f} vs the best latents {latent:.2f} "
+                "(lower = more monosemantic)")
+    who = ("no raw dimension or latent" if not (np.isfinite(raw) or np.isfinite(latent)) else
+           "no raw dimension" if not np.isfinite(raw) else "no latent")
+    return f"; no correlation entropy to compare: {who} reaches |r| > {ALIVE_R:g} with any label on all images"
+
 def sae_line(run) -> str:
     """One line on an SAE run: FVU, L0, dead latents; per tested label the best latent if its permutation q < 0.05
     (with what explains it), the labels where none is significant, and the MedSAE correlation-entropy contrast."""
@@ -256,8 +266,7 @@ def sae_line(run) -> str:
     none = sorted(set(sig["label"]) - set(ok["label"])) if len(sig) else []
     if none: best += f"; no significant latent for {', '.join(map(str, none))}"
     mean = cmp[(cmp["subset"] == "full") & (cmp["label"] == "mean")]
-    head = "" if mean.empty else (f"; mean correlation entropy of the best raw dimensions {mean['raw_entropy'].iloc[0]:.2f}"
-                                  f" vs the best latents {mean['sae_entropy'].iloc[0]:.2f} (lower = more monosemantic)")
+    head = "" if mean.empty else _entropy_clause(float(mean["raw_entropy"].iloc[0]), float(mean["sae_entropy"].iloc[0]))
     return f"SAE {run.name}: FVU {m['fvu']:.3f}, L0 {m['l0']:.1f}, dead {m['dead_fraction']:.0%}{best if len(sig) else ''}{head}"
 
 # %% ../nbs/16_cli.ipynb #fccfdf72

@@ -240,7 +240,8 @@ def _atomic_file(path):
     """Yield a binary file open on a temporary name beside `path`; on success it is renamed to `path` with the
     permissions a plain `open` would give it (0o666 minus the umask), on error it is removed."""
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try: fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e: raise type(e)(e.errno, e.strerror, str(path)) from e     # name the file asked for, not the temporary
     try:
         with os.fdopen(fd, "wb") as f: yield f
         os.chmod(tmp, 0o666 & ~_umask())

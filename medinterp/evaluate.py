@@ -21,12 +21,12 @@ from .concepts import Concepts, column_levels, enrichment_table
 from .core import _positive_int, derive_seed, dumps, make_rng
 
 # %% auto #0
-__all__ = ['RADIOLOGIST', 'BRIDGE_MEASURES', 'label_correlation', 'correlation_entropy', 'balanced_labels', 'CorrelationTable',
-           'correlation_table', 'compare_tables', 'monosemanticity_score', 'NamingImages', 'naming_images', 'Name',
-           'NamingContext', 'Namer', 'OfflineNamer', 'naming_prompt', 'judge_prompt', 'ModelAnswerError',
-           'parse_name_json', 'parse_judgement', 'TransformersNamer', 'name_latents', 'Detection', 'detection_sets',
-           'detection_accuracy', 'random_derangement', 'derangement_control', 'detection_table', 'concept_latents',
-           'latent_concepts']
+__all__ = ['ALIVE_R', 'RADIOLOGIST', 'BRIDGE_MEASURES', 'label_correlation', 'correlation_entropy', 'balanced_labels',
+           'CorrelationTable', 'correlation_table', 'compare_tables', 'monosemanticity_score', 'NamingImages',
+           'naming_images', 'Name', 'NamingContext', 'Namer', 'OfflineNamer', 'naming_prompt', 'judge_prompt',
+           'ModelAnswerError', 'parse_name_json', 'parse_judgement', 'TransformersNamer', 'name_latents', 'Detection',
+           'detection_sets', 'detection_accuracy', 'random_derangement', 'derangement_control', 'detection_table',
+           'concept_latents', 'latent_concepts']
 
 # %% ../nbs/11_evaluate.ipynb #abb4c04b
 _CHUNK_BYTES = 1 << 26          # float64 working set per column chunk (64 MB)
@@ -200,7 +200,9 @@ class CorrelationTable:
         return f"<p>{repr(self).splitlines()[0]}</p>" + self.to_frame().to_html(index=False)
 
 # %% ../nbs/11_evaluate.ipynb #080a5069
-def correlation_table(F, Y, *, names=None, alive: float = 0.2, balanced: bool = False, max_per_class: int = 200,
+ALIVE_R = 0.2      # MedSAE's threshold: a feature counts for a label only with |r| above it for some label
+
+def correlation_table(F, Y, *, names=None, alive: float = ALIVE_R, balanced: bool = False, max_per_class: int = 200,
                       seed: int = 0) -> CorrelationTable:
     """Per label, the best alive feature of `F` (N x M) for the labels `Y` (N x C, NaN = unknown): `argmax_j r_jc`
     over features with `max_c |r_jc| > alive`, with its r and correlation entropy. `balanced=True` measures each label
@@ -229,7 +231,7 @@ def correlation_table(F, Y, *, names=None, alive: float = 0.2, balanced: bool = 
     return CorrelationTable(table, R, H, live, tuple(lnames), fnames, bool(balanced), float(alive))
 
 # %% ../nbs/11_evaluate.ipynb #87c1e642
-def compare_tables(raw_F, sae_F, Y, *, raw_names="dim", sae_names="latent", alive: float = 0.2,
+def compare_tables(raw_F, sae_F, Y, *, raw_names="dim", sae_names="latent", alive: float = ALIVE_R,
                    max_per_class: int = 200, seed: int = 0) -> pd.DataFrame:
     """Best raw dimension vs best SAE latent per label (r, entropy) and their means (label `mean`), on the balanced
     subset and on all known rows (`subset` column). `raw_F` and `sae_F` are row-aligned with `Y`."""

@@ -22,6 +22,7 @@ import medinterp
 from .concepts import IDENTIFIER_COLUMNS, Concept, Concepts, describe_concept
 from .core import provenance, write_text_atomic
 from .rdx import Snapshot, snapshot, snapshots
+from .evaluate import ALIVE_R
 from .extract import count_reasons, skip_kind
 from .study import Study, require_images
 from .viz import (CATEGORY_COLORS, DELTA_COLORSCALE, RANK_COLORSCALE, align_2d, delta_colors, depth_profile_image,
@@ -719,7 +720,9 @@ def _sae_section(ctx, k: int, name: str, drawn: set) -> str:
     if len(mean):
         out.append(f'<p>Mean correlation entropy over the labels (full set): best raw dimensions '
                    f'<b>{_fmt(mean["raw_entropy"].iloc[0], ".2f")}</b> vs best latents <b>{_fmt(mean["sae_entropy"].iloc[0], ".2f")}</b>'
-                   f' (lower = a label is carried by fewer dimensions: more monosemantic).</p>')
+                   f' (lower = a label is carried by fewer dimensions: more monosemantic).'
+                   + (f' – means that no feature correlates with any label above |r| {ALIVE_R:g} on all images.'
+                      if mean[["raw_entropy", "sae_entropy"]].isna().any(axis=None) else "") + '</p>')
     if len(comp):
         out.append(_table(comp, [("subset", "subset", ""), ("label", "label", ""), ("n_pos", "positives", ".0f"),
                                  ("n_neg", "negatives", ".0f"), ("raw_dim", "best raw dim", ".0f"), ("raw_r", "raw r", ".3f"),

@@ -108,3 +108,11 @@ def test_atomic_artifacts_get_ordinary_permissions(tmp_path):
         assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755
     finally:
         os.umask(old)
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc, where no file can be created")
+def test_an_unwritable_target_is_named_not_its_temporary():
+    "An atomic write that cannot start names the file asked for (the CLI prints that), never the hidden temporary."
+    from medinterp.core import write_text_atomic
+    with pytest.raises(FileNotFoundError) as e: write_text_atomic("/proc/medinterp-report.html", "x")
+    assert e.value.filename == "/proc/medinterp-report.html" and ".tmp" not in str(e.value)
