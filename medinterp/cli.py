@@ -9,6 +9,7 @@ import argparse
 import json
 import pickle
 import re
+import shutil
 import sys
 import time
 import warnings
@@ -141,11 +142,17 @@ def merge_studies(out, shards) -> Study:
     first = studies[0].config
     if any(s.config.replace(name=first.name) != first for s in studies):
         raise ValueError("the shard studies differ in backbone, dataset or thumbnail size: " + ", ".join(str(s.path) for s in studies))
+    new = not out.exists()
     study = Study.create(out, first.replace(name=out.name or "study"))
-    merge_stores([s.activations_dir for s in studies], study.activations_dir)
-    texts = [s.images_path.read_text(encoding="utf-8") for s in studies]
-    _write_npy_atomic(study.thumbnails_path, np.concatenate([np.asarray(s.thumbnails) for s in studies]))
-    write_text_atomic(study.images_path, texts[0].split("\n", 1)[0] + "\n" + "".join(t.split("\n", 1)[1] for t in texts))
+    try:
+        with study.lock():
+            merge_stores([s.activations_dir for s in studies], study.activations_dir)
+            texts = [s.images_path.read_text(encoding="utf-8") for s in studies]
+            _write_npy_atomic(study.thumbnails_path, np.concatenate([np.asarray(s.thumbnails) for s in studies]))
+            write_text_atomic(study.images_path, texts[0].split("\n", 1)[0] + "\n" + "".join(t.split("\n", 1)[1] for t in texts))
+    except BaseException:                     # a refused merge leaves no study behind that looks like one
+        if new: shutil.rmtree(out, ignore_errors=True)
+        raise
     return Study.open(out)
 
 

@@ -432,9 +432,14 @@ def _get(d, path):
     for k in path: d = d.get(k) if isinstance(d, dict) else None
     return d
 
+def _brief(v, width: int = 100) -> str:
+    "`repr(v)`, cut to `width` characters (a file table can run to pages)."
+    r = repr(v)
+    return r if len(r) <= width else r[:width - 3] + "..."
+
 def _differences(have: dict, want: dict, fields=_IDENTITY) -> list[str]:
     "Human-readable list of the identity fields in which two manifests differ."
-    return [f"{name}: {_get(have, p)!r} vs {_get(want, p)!r}" for name, p in fields if _get(have, p) != _get(want, p)]
+    return [f"{name}: {_brief(_get(have, p))} vs {_brief(_get(want, p))}" for name, p in fields if _get(have, p) != _get(want, p)]
 
 # %% ../nbs/05_extract.ipynb #aee1e701
 def _probe_dims(backbone: Backbone, layers, poolings, precision: str) -> dict[str, int]:
@@ -782,8 +787,9 @@ def _in_shard_order(stores: list, N: int, bs: int) -> list:
     if have != list(range(n_sh)):
         dup = sorted({i for i in have if have.count(i) > 1})
         lost = sorted(set(range(n_sh)) - set(have))
-        raise ValueError(f"shards must cover 0..{n_sh - 1} exactly once: " + "; ".join(
-            ([f"duplicated shard(s) {dup}"] if dup else []) + ([f"missing shard(s) {lost}"] if lost else [])))
+        name = lambda ii: ", ".join(f"shard=({i}, {n_sh}) (--shard {i + 1}/{n_sh})" for i in ii)
+        raise ValueError(f"the {n_sh} shards must each be given once: " + "; ".join(
+            ([f"given twice: {name(dup)}"] if dup else []) + ([f"missing: {name(lost)}"] if lost else [])))
     stores = [s for _, s in sorted(zip(shards, stores), key=lambda t: t[0][0])]
     for s in stores:
         expect = shard_rows(N, bs, s.shard or (0, 1))

@@ -389,3 +389,14 @@ def test_two_racing_extracts_one_refused_and_the_store_exact(tiny_vit, tmp_path)
     assert np.array_equal(np.asarray(a.thumbnails), np.asarray(b.thumbnails))
     assert a.images_path.read_bytes() == b.images_path.read_bytes()
     assert a.config.replace(name="s") == b.config.replace(name="s") and "seed 1" in a.config.dataset
+
+
+def test_a_refused_merge_leaves_no_study_behind(tiny_vit, tmp_path):
+    "`medinterp merge` with a shard missing: one line naming it in the CLI's terms, exit 2, and no half-made study."
+    _, ds, bb = tiny_vit
+    r = medinterp("--quiet", "extract", "--backbone", bb, "--images", ds.root, "--n", "all", "--shard", "1/2",
+                  "--batch-size", 2, "--out", tmp_path / "s1")
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = medinterp("--quiet", "merge", tmp_path / "m", tmp_path / "s1")
+    _one_line_error(r, "missing: shard=(1, 2) (--shard 2/2)")
+    assert not (tmp_path / "m").exists()

@@ -501,8 +501,8 @@ def test_shard_merge_equals_single_run(phantoms, bb, tmp_path, n_shards, batch_s
 def test_merge_refuses_bad_sets(phantoms, bb, tmp_path):
     kw = dict(batch_size=4, progress=False, verbose=False)
     a, b, c = (extract(phantoms, bb, out_dir=tmp_path / f"s{i}", shard=(i, 3), **kw) for i in range(3))
-    with pytest.raises(ValueError, match=r"missing shard\(s\) \[2\]"): merge_stores([a, b], tmp_path / "m")
-    with pytest.raises(ValueError, match=r"duplicated shard\(s\) \[1\]"): merge_stores([a, b, b, c], tmp_path / "m")
+    with pytest.raises(ValueError, match=r"missing: shard=\(2, 3\) \(--shard 3/3\)"): merge_stores([a, b], tmp_path / "m")
+    with pytest.raises(ValueError, match=r"given twice: shard=\(1, 3\) \(--shard 2/3\)"): merge_stores([a, b, b, c], tmp_path / "m")
     c16 = extract(phantoms, bb, out_dir=tmp_path / "c16", shard=(2, 3), dtype="float16", **kw)
     with pytest.raises(StoreMismatchError, match="dtype"): merge_stores([a, b, c16], tmp_path / "m")
     other = extract(phantoms, tiny_backbone(1), out_dir=tmp_path / "o", shard=(2, 3), **kw)
