@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from . import confounds
-from .core import PRECISIONS, _write_npy_atomic, make_rng, write_json_atomic, write_text_atomic
+from .core import PRECISIONS, DeviceUnavailableError, _write_npy_atomic, make_rng, write_json_atomic, write_text_atomic
 from .data import CXRDataset, ImageReadError
 from .evaluate import ALIVE_R
 from .extract import merge_stores
@@ -76,7 +76,9 @@ def open_images(images, metadata=None, *, format: str = "auto", n: int | None = 
     """The images under `images` (labelled by `metadata` in `format`), or a seeded random sample of `n` of them; the
     images that cannot be read are left out without a warning (the study's `skipped.csv` and the summary name them)."""
     images = Path(images).expanduser()
-    if not images.is_dir(): raise FileNotFoundError(f"image folder {images} not found")
+    if not images.is_dir():
+        if images.exists(): raise NotADirectoryError(f"--images {images} is a file; give the folder that holds the images")
+        raise FileNotFoundError(f"image folder {images} not found")
     if metadata is not None and not Path(metadata).expanduser().is_file(): raise FileNotFoundError(f"metadata CSV {metadata} not found")
     with warnings.catch_warnings():           # the skipped images are reported by the summary (skipped.csv) instead
         warnings.filterwarnings("ignore", message=r".*item\(s\) skipped; see ds\.skipped")
@@ -98,7 +100,7 @@ def load_checked(key: str, device=None):
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
             return load_backbone(key, device or "cpu")
-    except WeightsUnavailableError: raise
+    except (WeightsUnavailableError, DeviceUnavailableError): raise
     except (pickle.UnpicklingError, EOFError, RuntimeError) as e:
         raise ValueError(f"backbone {key}: its checkpoint could not be loaded safely ({type(e).__name__}: "
                          f"{_refusal(e)}); medinterp loads weights only (torch.load weights_only=True), never code: "
@@ -305,7 +307,7 @@ def _add_rdx_options(p, seed_flag: str = "--rdx-seed"):
     g.add_argument("--mode", choices=("v2", "paper"), default=d.mode, help="v2: symmetrised ranks and a null threshold (default)")
     g.add_argument("--clusters", type=int, default=d.n_clusters,
                    help=f"concepts per direction at most, K (K + 1 spectral clusters; default {d.n_clusters})")
-    g.add_argument(seed_flag, dest="rdx_seed", type=int, default=d.seed, help=f"seed of the spectral clustering (default {d.seed})")
+    g.add_argument(seed_flag, dest="rdx_seed", type=_seed, default=d.seed, help=f"seed of the spectral clustering (default {d.seed})")
     q = p.add_argument_group("concept quality", "which clusters are reported; flagged ones stay in the results, marked")
     q.add_argument("--stability-runs", type=int, default=d.stability_runs,
                    help=f"reruns on random subsamples measuring each concept's stability (0 = off; default {d.stability_runs})")
@@ -336,6 +338,10 @@ def _poolings(s: str) -> tuple[str, ...]:
     if bad: raise argparse.ArgumentTypeError(f"unknown pooling {', '.join(bad)}; choose from {', '.join(POOLINGS)}")
     return _names(s)
 
+def _seed(s: str) -> int:
+    if not re.fullmatch(r"\s*\+?\d+\s*", s): raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {s!r}")
+    return int(s)
+
 def _count(s: str) -> int | None:
     if s.strip().lower() == "all": return None
     if not re.fullmatch(r"\s*\+?\d+\s*", s) or int(s) < 1:
@@ -355,7 +361,7 @@ def _add_image_options(p, required: bool = True):
     p.add_argument("--metadata", default=None, help="label / metadata CSV")
     p.add_argument("--format", default="auto", help="CSV layout (needs --metadata): auto, rsna, chexpert, nih, cxr-demo, medinterp")
     p.add_argument("--n", type=_count, default=2500, help="random sample size (default 2500; 'all' = every image)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0, help="seed of the random sample (default 0)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default cpu)")
     p.add_argument("--out", required=True, help="the study folder")
     _add_extract_options(p)
@@ -381,7 +387,7 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--backbone", default=None, help=f"cxr-demo: a backbone key instead of the trained ViT; "
                    f"{CONTROL_BACKBONE} = BiomedCLIP's architecture with random weights, the control")
     d.add_argument("--full", action="store_true", help="cxr-demo: the full 359-image set ($MEDINTERP_CXR_DEMO or ../shared)")
-    d.add_argument("--seed", type=int, default=1)
+    d.add_argument("--seed", type=_seed, default=1, help="seed of the analysed phantoms (default 1)")
     d.add_argument("--model-images", type=int, default=2000, help="phantoms the model is trained on (default 2000)")
     d.add_argument("--model-steps", type=int, default=None, help="cap the model's training steps (quick checks)")
     _add_extract_options(d)
@@ -454,7 +460,7 @@ def _dispatch(a, progress: bool) -> tuple[Study, pd.DataFrame | None]:
 # %% ../nbs/16_cli.ipynb #138fd03a
 USER_ERRORS = (FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError, ValueError,
                KeyError, MemoryError, WeightsUnavailableError, ImageReadError, pickle.UnpicklingError)
-USER_ERROR_NAMES = frozenset({"StudyLockedError", "NoReadableImagesError", "UserError"})  # by name: defined elsewhere
+USER_ERROR_NAMES = frozenset({"StudyLockedError", "NoReadableImagesError", "DeviceUnavailableError", "UserError"})  # by name: defined elsewhere
 
 def _is_user_error(e: BaseException) -> bool:
     "An error the user can fix: one of `USER_ERRORS`, or of a class (or subclass of one) named in `USER_ERROR_NAMES`."

@@ -34,8 +34,9 @@ import medinterp
 # %% auto #0
 __all__ = ['SeedLike', 'DATA_ENV', 'PRECISIONS', 'TEMP_PATTERNS', 'LOCK_NAME', 'Config', 'to_jsonable', 'dumps', 'fingerprint',
            'make_rng', 'make_rng_seed', 'spawn_rngs', 'derive_seed', 'torch_generator', 'data_dir', 'data_path',
-           'select_device', 'autocast', 'write_bytes_atomic', 'write_text_atomic', 'write_json_atomic', 'atomic_dir',
-           'provenance', 'save_config', 'load_config', 'StudyLockedError', 'remove_stale_temporaries', 'writer_lock']
+           'DeviceUnavailableError', 'select_device', 'autocast', 'write_bytes_atomic', 'write_text_atomic',
+           'write_json_atomic', 'atomic_dir', 'provenance', 'save_config', 'load_config', 'StudyLockedError',
+           'remove_stale_temporaries', 'writer_lock']
 
 # %% ../nbs/00_core.ipynb #82a87a04
 def _coerce(value, tp):
@@ -196,6 +197,9 @@ def data_path(*parts, must_exist: bool = False) -> Path:
     return p
 
 # %% ../nbs/00_core.ipynb #c39f55b8
+class DeviceUnavailableError(RuntimeError):
+    "The device asked for is not on this machine (no CUDA, fewer GPUs, no MPS): a user error, not a bug."
+
 def select_device(device=None):
     "A `torch.device` for `device` (`None`/'auto' picks CUDA, then MPS, then CPU); unavailable hardware raises."
     import torch
@@ -209,12 +213,12 @@ def select_device(device=None):
     except (RuntimeError, TypeError) as e:
         raise ValueError(f"unknown device {device!r}: use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'") from e
     if dev.type == "cuda":
-        if not torch.cuda.is_available(): raise RuntimeError(f"device {device!r} requested but CUDA is not available")
+        if not torch.cuda.is_available(): raise DeviceUnavailableError(f"device {device!r} requested but CUDA is not available (torch {torch.__version__}); use 'cpu'")
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise RuntimeError(f"device {device!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist")
+            raise DeviceUnavailableError(f"device {device!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist")
     elif dev.type == "mps":
         mps = getattr(torch.backends, "mps", None)
-        if mps is None or not mps.is_available(): raise RuntimeError("device 'mps' requested but MPS is not available")
+        if mps is None or not mps.is_available(): raise DeviceUnavailableError("device 'mps' requested but MPS is not available")
     elif dev.type != "cpu": raise ValueError(f"unsupported device {device!r}")
     return dev
 

@@ -215,6 +215,10 @@ def test_each_user_error_is_one_line_exit_2(tiny_vit, tmp_path):
         (["sae", "--study", tmp_path / "nothing", "--architecture", "nope"], "invalid choice: 'nope'"),
         (["demo", "--n", "-1"], "--n: must be a positive number"),
         (["merge", tmp_path / "m", tmp_path / "no-shard"], "not a medinterp study"),
+        ([*base, "--seed", "-1", "--out", tmp_path / "a"], "--seed: must be a non-negative integer"),
+        (["extract", "--backbone", bb, "--images", meta, "--out", tmp_path / "a"], "is a file; give the folder"),
+        ([*base, "--device", "cuda:7", "--out", tmp_path / "a"], "requested but"),     # no GPU, or fewer than 8
+        (["run", *base[1:], "--min-stability", "3", "--out", tmp_path / "a"], "min_stability must lie in [0, 1]"),
     ]
     for argv, needle in cases: _one_line_error(medinterp("--quiet", *argv), needle)
     assert not Path("/tmp/medinterp-pwned").exists()
