@@ -71,10 +71,11 @@ def summary_lines(study: Study) -> list[str]:
     return lines + profile_lines(sw.depth_profile())
 
 # %% ../nbs/16_cli.ipynb #a9e6cc1e
-def open_images(images, metadata=None, *, format: str = "auto", n: int | None = None, seed: int = 0,
+def open_images(images, metadata=None, *, format: str = "auto", labels=None, n: int | None = None, seed: int = 0,
                 on_error: str = "skip", progress: bool = True) -> CXRDataset:
-    """The images under `images` (labelled by `metadata` in `format`), or a seeded random sample of `n` of them; the
-    images that cannot be read are left out without a warning (the study's `skipped.csv` and the summary name them)."""
+    """The images under `images` (labelled by `metadata` in `format`; `labels`: its label columns, see
+    `CXRDataset.from_folder(label_columns=...)`), or a seeded random sample of `n` of them; the images that cannot be
+    read are left out without a warning (the study's `skipped.csv` and the summary name them)."""
     images = Path(images).expanduser()
     if not images.is_dir():
         if images.exists(): raise NotADirectoryError(f"--images {images} is a file; give the folder that holds the images")
@@ -82,7 +83,8 @@ def open_images(images, metadata=None, *, format: str = "auto", n: int | None = 
     if metadata is not None and not Path(metadata).expanduser().is_file(): raise FileNotFoundError(f"metadata CSV {metadata} not found")
     with warnings.catch_warnings():           # the skipped images are reported by the summary (skipped.csv) instead
         warnings.filterwarnings("ignore", message=r".*item\(s\) skipped; see ds\.skipped")
-        ds = CXRDataset.from_folder(images, metadata, format=format, on_error=on_error, progress=progress)
+        ds = CXRDataset.from_folder(images, metadata, format=format, label_columns=labels, on_error=on_error,
+                                    progress=progress)
     if n is not None and n < len(ds):
         ds = ds.subset(np.sort(make_rng(seed).choice(len(ds), int(n), replace=False)))
     return ds
@@ -108,12 +110,12 @@ def load_checked(key: str, device=None):
 
 
 # %% ../nbs/16_cli.ipynb #09f9d42f
-def study_from_images(out, backbone: str, images, metadata=None, *, format: str = "auto", n: int | None = None,
+def study_from_images(out, backbone: str, images, metadata=None, *, format: str = "auto", labels=None, n: int | None = None,
                       seed: int = 0, layers=None, device=None, batch_size: int | None = None, pooling=None,
                       precision: str = "float32", shard=None, progress: bool = True) -> Study:
     """Stage 1 of `run`: a study at `out` with the activations of `backbone` on the (sampled) images; `pooling` (None:
     the study's default), `precision` and `shard=(i, n)` (0-based: the i-th of n slices) as in `extract.extract`."""
-    ds = open_images(images, metadata, format=format, n=n, seed=seed, progress=progress)
+    ds = open_images(images, metadata, format=format, labels=labels, n=n, seed=seed, progress=progress)
     bb = load_checked(backbone, device)
     study = Study.create(out, StudyConfig(name=Path(out).name or "study", backbone=backbone,
                                           dataset=f"{Path(images).expanduser().resolve().name} ({len(ds)} images, seed {seed})"))
@@ -282,7 +284,11 @@ def sae_line(run) -> str:
 def _summary(study: Study, table: pd.DataFrame | None, seconds: float) -> list[str]:
     s = study.store
     lines = [f"study {study.path}: {len(s)} images, {len(s.layers)} layers of {s.manifest['backbone']['key']} "
-             f"({seconds:.0f} s)"] + [l for l in [skipped_line(study)] if l] + study.audit().lines()
+             f"({seconds:.0f} s)"] + [l for l in [skipped_line(study)] if l]
+    audit = study.audit().lines()
+    if not len(study.audit().labels):
+        audit.insert(1, "  no label columns: name them with --labels A,B (0/1/blank values) or as label:A columns of the CSV")
+    lines += audit
     sw = study.sweep
     if sw is not None:
         ov = study.overview()
@@ -360,6 +366,8 @@ def _add_image_options(p, required: bool = True):
     p.add_argument("--images", required=required, help="image folder (PNG / JPEG / DICOM)")
     p.add_argument("--metadata", default=None, help="label / metadata CSV")
     p.add_argument("--format", default="auto", help="CSV layout (needs --metadata): auto, rsna, chexpert, nih, cxr-demo, medinterp")
+    p.add_argument("--labels", type=_names, default=None, help="comma-separated label columns: in a plain CSV, columns "
+                   "of 1/0/blank to use as labels beside its label:NAME ones; in rsna, chexpert, nih, cxr-demo, the labels to keep")
     p.add_argument("--n", type=_count, default=2500, help="random sample size (default 2500; 'all' = every image)")
     p.add_argument("--seed", type=_seed, default=0, help="seed of the random sample (default 0)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default cpu)")
@@ -442,9 +450,10 @@ def _dispatch(a, progress: bool) -> tuple[Study, pd.DataFrame | None]:
     if a.command == "merge": return merge_studies(a.out, a.shards), None
     if a.command in ("run", "extract"):
         if a.format != "auto" and a.metadata is None: raise ValueError(f"--format {a.format} needs --metadata (the CSV it describes)")
+        if a.labels and a.metadata is None: raise ValueError("--labels needs --metadata (the CSV that holds them)")
         shard = parse_shard(a.shard) if getattr(a, "shard", None) is not None else None
         configs = (_rdx_config(a), _sae_config(a)) if a.command == "run" else None   # bad values: refused before extracting
-        s = study_from_images(a.out, a.backbone, a.images, a.metadata, format=a.format, n=a.n, seed=a.seed,
+        s = study_from_images(a.out, a.backbone, a.images, a.metadata, format=a.format, labels=a.labels, n=a.n, seed=a.seed,
                               device=a.device, shard=shard, progress=progress, **_extract_options(a))
         if a.command == "extract": return s, None
         return s, analyse(s, rdx_config=configs[0], sae_config=configs[1], sae_layer=a.layer, progress=progress)

@@ -404,3 +404,21 @@ def test_a_refused_merge_leaves_no_study_behind(tiny_vit, tmp_path):
     r = medinterp("--quiet", "merge", tmp_path / "m", tmp_path / "s1")
     _one_line_error(r, "missing: shard=(1, 2) (--shard 2/2)")
     assert not (tmp_path / "m").exists()
+
+
+def test_labels_of_a_plain_csv_are_named_with_labels(tiny_vit, tmp_path):
+    "A plain CSV's 0/1 column becomes a label with --labels; without it the summary says how to name label columns."
+    import pandas as pd
+    _, ds, bb = tiny_vit
+    meta = pd.read_csv(ds.root / "metadata.csv")
+    csv = tmp_path / "plain.csv"
+    pd.DataFrame({"id": meta["id"], "path": meta["path"], "sick": meta["label:effusion"]}).to_csv(csv, index=False)
+    base = ["--quiet", "extract", "--backbone", bb, "--images", ds.root, "--metadata", csv, "--n", "all"]
+    r = medinterp(*base, "--out", tmp_path / "without")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "audit: 0 of 0 labels" in r.stdout and "no label columns: name them with --labels" in r.stdout
+    r = medinterp(*base, "--labels", "sick", "--out", tmp_path / "with")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert Study.open(tmp_path / "with").store.manifest["dataset"]["label_names"] == ["sick"]
+    assert "no label columns" not in r.stdout
+    _one_line_error(medinterp(*base[:-4], "--labels", "sick", "--out", tmp_path / "x"), "--labels needs --metadata")
