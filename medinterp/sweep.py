@@ -396,17 +396,18 @@ def transition_summary(a: str, b: str, direction: str, concepts: Concepts, enr: 
     phrase = lambda g: f"{KIND_PHRASES.get(g['kind'], g['kind'])} (" + "; ".join(
         f"{x['words']}, {x['concept']} {100 * x['share_in']:.0f} % vs {100 * x['share_all']:.0f} %" for x in g["factors"]) + ")"
     unexplained = [c.key for c in reported if c.key not in set(f["concept"])]
+    st = "stable " if any(c.stability is not None for c in concepts) else ""    # "stable" only where it was measured
     if direction == "10":
-        first = (f"{a}→{b} forms no new stable group of images." if not len(reported) else
+        first = (f"{a}→{b} forms no new {st}group of images." if not len(reported) else
                  f"{a}→{b} newly groups images by {_and([phrase(g) for g in groups])}." if groups else
-                 f"{a}→{b} newly groups images into {_plural(len(reported), 'stable concept')} that no recorded factor explains.")
+                 f"{a}→{b} newly groups images into {_plural(len(reported), st + 'concept')} that no recorded factor explains.")
     else:
-        first = (f"It keeps every stable grouping of {a}." if not len(reported) else
+        first = (f"It keeps every {st}grouping of {a}." if not len(reported) else
                  f"It separates images that {a} grouped by {_and([phrase(g) for g in groups])}." if groups else
-                 f"It separates {_plural(len(reported), 'stable group')} of {a} that no recorded factor explains.")
+                 f"It separates {_plural(len(reported), st + 'group')} of {a} that no recorded factor explains.")
     sentences = [first]
     if groups and unexplained:
-        sentences.append(f"{_plural(len(unexplained), 'more stable concept')} match{'es' if len(unexplained) == 1 else ''} no recorded factor.")
+        sentences.append(f"{_plural(len(unexplained), 'more ' + st + 'concept')} match{'es' if len(unexplained) == 1 else ''} no recorded factor.")
     n_flag = len(concepts) - len(reported)
     return {"pair": f"{a}→{b}", "direction": direction, "sentences": sentences, "text": " ".join(sentences),
             "groups": groups, "reported": len(reported), "flagged": n_flag, "unexplained": unexplained}
