@@ -764,6 +764,11 @@ def _audit_section(audit) -> str:
         out.append(_table(flagged, [("label", "label", ""), ("column", "column", ""), ("kind", "kind", ""),
                                     ("measure", "measure", ""), ("strength", "strength", ".2f"), ("n", "images", ".0f"),
                                     ("positives", "positives", ".0f"), ("q", "q", ".1e"), ("detail", "in words", "")]))
+    elif not len(audit.labels):
+        out.append('<p class="note">Nothing to test: the dataset has no label columns (name them as '
+                   '<code>label:NAME</code> columns of the CSV, or with <code>--labels</code>).</p>')
+    elif not len(audit.tested):
+        out.append('<p class="note">No label has enough positives and negatives to be tested (see below).</p>')
     else: out.append('<p class="note">No label is confounded with a metadata column above the threshold.</p>')
     few = audit.too_few
     if len(few):

@@ -120,6 +120,7 @@ def test_report_shows_the_section(bad_study):
     assert "metadata row" in sec and "skipped.csv" in sec
     toc = h[h.index('<nav id="contents">'):]
     assert '<a href="#skipped">8 images could not be read</a>' in toc[:toc.index("</nav>")]   # listed in the contents
+    assert "Nothing to test: the dataset has no label columns" in h      # its CSV's plain 'label' column is no label
     h = s.export_html(progress=False, include_ids=True).read_text()
     assert not any(f in h for f in BAD if f != "good0.png")                  # file names can hold patient ids: never
     assert "SECRET" not in h
