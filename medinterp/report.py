@@ -830,8 +830,8 @@ def _contents(sweep, study) -> str:
     toc = ['<nav id="contents"><b>Contents</b><ol>',
            *([f'<li><a href="#skipped">{_skipped_title(n_skipped)}</a></li>'] if n_skipped else []),
            '<li><a href="#audit">The data, before any model</a></li>',
-           '<li><a href="#about">About this report</a></li>',
            *(['<li><a href="#summary">Summary: findings, transitions, depth profile</a></li>'] if sweep is not None else []),
+           '<li><a href="#about">About this report</a></li>',
            '<li><a href="#provenance">Provenance</a></li>', '<li><a href="#overview">Layer overview</a></li>',
            '<li><a href="#pairs">Layer pairs</a><ol>']
     for i, (a, b) in enumerate(sweep.pairs if sweep is not None else ()):
