@@ -146,6 +146,17 @@ def test_every_pair_direction_and_sae_is_present(built):
         assert k in text
 
 
+def test_the_contents_follow_the_page(built):
+    "Every link of the contents list leads to an anchor of the page, and they come in the page's order."
+    import re
+    page = built[3]
+    nav = page[page.index('<nav id="contents">'):]
+    targets = re.findall(r'href="#([^"]+)"', nav[:nav.index("</nav>")])
+    where = [page.find(f'id="{t}"') for t in targets]
+    assert len(targets) > 8 and min(where) >= 0, [t for t, w in zip(targets, where) if w < 0]
+    assert where == sorted(where), [t for t, w in sorted(zip(targets, where), key=lambda x: x[1])]
+
+
 def test_tiles_decode_and_are_sharp_at_twice_their_size(built):
     s, _, _, page = built
     n_concepts = sum(len(s.sweep.concepts(i, d)) for i in range(len(s.sweep.pairs)) for d in DIRECTIONS)
