@@ -326,6 +326,8 @@ def _add_rdx_options(p, seed_flag: str = "--rdx-seed"):
     q.add_argument("--max-share", type=float, default=d.max_share,
                    help=f"flag a concept holding more than this share of the images as catch-all (default {d.max_share:g})")
 
+
+# %% ../nbs/16_cli.ipynb #afb9898e
 def _add_sae_options(p):
     g = p.add_argument_group("SAE")
     g.add_argument("--layer", default=None, help="layer to train on (default: the last)")

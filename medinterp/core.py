@@ -196,10 +196,12 @@ def data_path(*parts, must_exist: bool = False) -> Path:
                                 "medinterp at the folder that holds your data)")
     return p
 
-# %% ../nbs/00_core.ipynb #c39f55b8
+# %% ../nbs/00_core.ipynb #0ced89cc
 class DeviceUnavailableError(RuntimeError):
     "The device asked for is not on this machine (no CUDA, fewer GPUs, no MPS): a user error, not a bug."
 
+
+# %% ../nbs/00_core.ipynb #c39f55b8
 def select_device(device=None):
     "A `torch.device` for `device` (`None`/'auto' picks CUDA, then MPS, then CPU); unavailable hardware raises."
     import torch
