@@ -264,6 +264,10 @@ def test_errors_of_other_modules_are_caught_by_class_name(monkeypatch, capsys):
         assert len(err.splitlines()) == 1 and str(exc).split()[0] in err, err
     monkeypatch.setattr(cli, "_dispatch", lambda a, progress: (_ for _ in ()).throw(RuntimeError("a bug")))
     with pytest.raises(RuntimeError, match="a bug"): main(["report", "--study", "x"])   # a bug is not a user error
+    monkeypatch.setattr(cli, "_dispatch", lambda a, progress: json.loads("{"))      # a ValueError from inside json
+    assert main(["report", "--study", "x"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "raised inside json" in err and "--debug" in err, err
 
 
 def test_cli_parity_options_reach_the_library(tiny_vit, tmp_path):
