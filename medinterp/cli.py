@@ -304,11 +304,18 @@ def _summary(study: Study, table: pd.DataFrame | None, seconds: float) -> list[s
     return lines
 
 # %% ../nbs/16_cli.ipynb #4bbdacf7
+def _gamma(s: str) -> float | None:
+    "`--gamma`: a number, or 'auto' (None: `RDXConfig`'s 80/N)."
+    if s.strip().lower() == "auto": return None
+    try: return float(s)
+    except ValueError: raise argparse.ArgumentTypeError(f"must be a number or 'auto' (80/N), got {s!r}") from None
+
 def _add_rdx_options(p, seed_flag: str = "--rdx-seed"):
     "The RDX options of `run` and `rdx`, with `RDXConfig`'s defaults: the method's knobs, then what is reported."
     d = RDXConfig()
     g = p.add_argument_group("RDX")
-    g.add_argument("--gamma", type=float, default=d.gamma, help=f"rank-difference scale (default {d.gamma:g})")
+    g.add_argument("--gamma", type=_gamma, default=d.gamma,
+                   help=f"rank-difference scale, or 'auto' for 80/N with N images (default {d.gamma:g})")
     g.add_argument("--beta", type=float, default=d.beta, help=f"affinity sharpness (default {d.beta:g})")
     g.add_argument("--mode", choices=("v2", "paper"), default=d.mode, help="v2: symmetrised ranks and a null threshold (default)")
     g.add_argument("--clusters", type=int, default=d.n_clusters,
