@@ -4,6 +4,7 @@ Tests marked `slow`, `weights` or `data` (the `tst_flags` of settings.ini) are s
 the environment variable MEDINTERP_TEST_FLAGS (space separated), e.g. `MEDINTERP_TEST_FLAGS="slow" pytest tests`.
 """
 import configparser
+import importlib.util
 import os
 from pathlib import Path
 
@@ -14,6 +15,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def load_script(relpath: str):
+    "The script at `ROOT / relpath` (a benchmark, a CI check) loaded as a module, so that tests can call its functions."
+    spec = importlib.util.spec_from_file_location(f"script_{Path(relpath).stem}", ROOT / relpath)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def tst_flags() -> list[str]:

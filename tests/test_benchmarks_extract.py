@@ -1,21 +1,15 @@
 """Smoke test of benchmarks/extract.py's bf16 vs float32 comparison at tiny sizes (a 3-block ViT at 32 px on a few
 cxr-demo X-rays): both precisions are extracted, the fidelity and RDX agreement numbers are in range and the printed
 report names every field. No timings are checked. The BiomedCLIP-shaped run through `main` is a `slow` test."""
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-
+from conftest import load_script
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_extract", ROOT / "benchmarks" / "extract.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("benchmarks/extract.py")
 
 
 @pytest.fixture(scope="module")

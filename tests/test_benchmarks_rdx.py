@@ -1,21 +1,15 @@
 """Smoke test of benchmarks/rdx.py at tiny sizes: the synthetic pair, the baseline recipe against `rdx`, the
 rdx vs rdx_large agreement and the summary table run and give well-formed numbers (no timings are checked).
 The fresh-process worker is covered by a `slow` test."""
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-
+from conftest import load_script
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_rdx", ROOT / "benchmarks" / "rdx.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("benchmarks/rdx.py")
 
 
 def test_make_pair_is_deterministic_and_structured(bench):

@@ -76,10 +76,8 @@ def test_tutorials_are_committed_executed():
 
 
 def _claims():
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("claims", ROOT / ".ci" / "claims.py")
-    mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
-    return mod
+    from conftest import load_script
+    return load_script(".ci/claims.py")
 
 
 def _notebook(tmp_path, prose: str, printed: str, code: str = "print(x)"):

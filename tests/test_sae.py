@@ -423,11 +423,8 @@ def test_relu_resampling_revives_dead_latents(planted):
 # ---------------------------------------------------------------- benchmark script
 def test_benchmark_script_runs_at_tiny_sizes(capsys):
     "benchmarks/sae.py end to end at tiny sizes (no timings are checked)."
-    import importlib.util
-    from pathlib import Path
-    spec = importlib.util.spec_from_file_location("bench_sae", Path(__file__).resolve().parent.parent / "benchmarks" / "sae.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    from conftest import load_script
+    bench = load_script("benchmarks/sae.py")
     X = bench.synthetic(500, 32, n_atoms=64, active=4)
     assert X.shape == (500, 32) and X.dtype == np.float32 and np.isfinite(X).all()
     out = bench.main(["--quick", "--d", "32", "--batch-size", "64", "--rounds", "1", "--steps", "1", "--n", "3000",
