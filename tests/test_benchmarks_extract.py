@@ -7,6 +7,7 @@ import pytest
 
 from conftest import load_script
 
+
 @pytest.fixture(scope="module")
 def bench():
     return load_script("benchmarks/extract.py")
