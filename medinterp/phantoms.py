@@ -1034,10 +1034,24 @@ def describe(row) -> str:
     if abs(float(row["rotation"])) >= 2: hw.append(f"ROT{float(row['rotation']):+.0f}")
     return " ".join(find) + "\n" + " ".join(hw)
 
+# %% ../nbs/02_phantoms.ipynb #61465fb1
+def _wrapped(caption, width: int, scale: int = 1) -> list[str]:
+    "The lines of `caption` (split at newlines, then greedily at spaces) that each fit `width` pixels of `text_bitmap`."
+    fits = lambda t: text_bitmap(t, scale).shape[1] <= width
+    out = []
+    for line in str(caption).split("\n"):
+        cur = ""
+        for word in line.split(" "):
+            if cur and not fits(f"{cur} {word}"): out.append(cur); cur = word
+            else: cur = f"{cur} {word}" if cur else word
+        out.append(cur)
+    return out
+
 # %% ../nbs/02_phantoms.ipynb #b39d478e
 def contact_sheet(images, ncols: int = 8, captions=None, pad: int = 2, caption_scale: int = 1):
     """A grayscale `PIL.Image` grid of `images` (N x H x W uint8 array, a list of arrays, or a `PhantomSet`) with
-    optional `captions` (one string per image; newlines start new lines; upper-cased, clipped to the tile)."""
+    optional `captions` (one string per image; newlines start new lines, long lines wrap at spaces to the tile width;
+    upper-cased; a single word wider than the tile is clipped)."""
     from PIL import Image
     if isinstance(images, PhantomSet):
         if captions is None: captions = [describe(r) for r in images.meta.to_dict("records")]
@@ -1049,7 +1063,8 @@ def contact_sheet(images, ncols: int = 8, captions=None, pad: int = 2, caption_s
     if captions is not None and len(captions) != len(imgs):
         raise ValueError(f"{len(captions)} captions for {len(imgs)} images")
     th, tw = max(im.shape[0] for im in imgs), max(im.shape[1] for im in imgs)
-    lines = max((len(str(c).split("\n")) for c in captions), default=0) if captions is not None else 0
+    if captions is not None: captions = [_wrapped(c, tw - 2, caption_scale) for c in captions]
+    lines = max((len(c) for c in captions), default=0) if captions is not None else 0
     line_h = 8 * caption_scale + 1
     cap_h = lines * line_h + (2 if lines else 0)
     ncols = max(1, min(int(ncols), len(imgs)))
@@ -1062,7 +1077,7 @@ def contact_sheet(images, ncols: int = 8, captions=None, pad: int = 2, caption_s
         sheet[y:y + im.shape[0], x:x + im.shape[1]] = im
         if captions is None: continue
         sheet[y + th:y + th + cap_h, x:x + tw] = 0
-        for j, text in enumerate(str(captions[k]).split("\n")):
+        for j, text in enumerate(captions[k]):
             bm = text_bitmap(text, caption_scale)[:, :tw - 2]
             ty = y + th + 1 + j * line_h
             sheet[ty:ty + bm.shape[0], x + 1:x + 1 + bm.shape[1]][bm] = 235
