@@ -22,7 +22,7 @@ from .core import _safe_name, _write_npy_atomic, fingerprint, write_json_atomic,
 from .evaluate import concept_latents, label_correlation
 from .rdx import DIRECTIONS, affinity, pair_difference
 from .rdx import snapshot as rdx_snapshot
-from .sae import encode_all
+from .sae import dead_text, encode_all
 from .study import Study
 from . import viz
 from .viz import align_2d, png_bytes, project, save_png, side_by_side_figure
@@ -663,7 +663,7 @@ def sae_panel(self: BrowserModel) -> dict | None:
     out = {"name": name, "layer": run.layer, "pooling": run.pooling, "architecture": run.config.architecture,
            "metrics": {k: m.get(k) for k in ("fvu", "l0", "dead_fraction", "n_latents", "cosine")},
            "header": (f"{name}: {run.config.architecture} SAE on {run.layer}/{run.pooling} · FVU {m['fvu']:.3f} · "
-                      f"L0 {m['l0']:.1f} · dead {m['dead_fraction']:.0%} · {len(s['latents'])} latents fire"),
+                      f"L0 {m['l0']:.1f} · {dead_text(m, run.config.val_fraction > 0)} · {len(s['latents'])} latents fire"),
            "latents": s["latents"].copy(), "latent": self.state["latent"], "top_rows": [], "correlations": None,
            "concept": "", "description": "", "evidence": {}}
     j = self.state["latent"]

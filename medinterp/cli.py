@@ -25,7 +25,7 @@ from .evaluate import ALIVE_R
 from .extract import merge_stores
 from .models import POOLINGS, WeightsUnavailableError, load_backbone
 from .rdx import RDXConfig
-from .sae import ARCHITECTURES, SAEConfig
+from .sae import ARCHITECTURES, SAEConfig, dead_text
 from .study import Study, StudyConfig, skipped_line
 from .sweep import finding_lines
 
@@ -278,7 +278,7 @@ def sae_line(run) -> str:
     if none: best += f"; no significant latent for {', '.join(map(str, none))}"
     mean = cmp[(cmp["subset"] == "full") & (cmp["label"] == "mean")]
     head = "" if mean.empty else _entropy_clause(float(mean["raw_entropy"].iloc[0]), float(mean["sae_entropy"].iloc[0]))
-    return f"SAE {run.name}: FVU {m['fvu']:.3f}, L0 {m['l0']:.1f}, dead {m['dead_fraction']:.0%}{best if len(sig) else ''}{head}"
+    return f"SAE {run.name}: FVU {m['fvu']:.3f}, L0 {m['l0']:.1f}, {dead_text(m, run.config.val_fraction > 0)}{best if len(sig) else ''}{head}"
 
 # %% ../nbs/16_cli.ipynb #fccfdf72
 def _summary(study: Study, table: pd.DataFrame | None, seconds: float) -> list[str]:

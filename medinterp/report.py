@@ -23,6 +23,7 @@ from .concepts import IDENTIFIER_COLUMNS, Concept, Concepts, describe_concept
 from .core import provenance, write_text_atomic
 from .rdx import Snapshot, snapshot, snapshots
 from .evaluate import ALIVE_R
+from .sae import dead_text
 from .extract import count_reasons, skip_kind
 from .study import Study, require_images
 from .viz import (CATEGORY_COLORS, DELTA_COLORSCALE, RANK_COLORSCALE, align_2d, delta_colors, depth_profile_image,
@@ -710,11 +711,12 @@ def _sae_section(ctx, k: int, name: str, drawn: set) -> str:
            f'{esc(m.get("n_latents", "?"))} latents, {len(concepts)} fire on some image · trained on '
            f'{len(run.record.get("rows", []))} images ({len(run.record.get("excluded", []))} left out)</p>',
            _kv([("FVU (held out)", _fmt(m.get("fvu"), ".4f")), ("L0 (active latents per image)", _fmt(m.get("l0"), ".2f")),
-                ("dead latents", _fmt(m.get("dead_fraction"), ".1%"))])]
+                ("dead latents", esc(dead_text(m, cfg.val_fraction > 0, ".1%").removeprefix("dead ")) if m.get("dead_fraction") is not None else "–")])]
     dead = m.get("dead_fraction")
     if isinstance(dead, (int, float)) and dead > 0.5:
-        out.append(f'<p class="note">{dead:.0%} of the latents never fire (dead): this SAE explains the layer with '
-                   f'{len(concepts)} live latents. A smaller expansion or a larger k would use more of them.</p>')
+        out.append(f'<p class="note">{dead:.0%} of the latents fired on none of the {esc(m.get("n", "?"))} images measured '
+                   f'(dead there); {len(concepts)} latents fire on some image of the study. A smaller expansion or a '
+                   'larger k would use more of them.</p>')
     out.append("<h4>MedSAE comparison: best raw dimension vs best SAE latent per label</h4>")
     mean = comp[(comp["subset"] == "full") & (comp["label"] == "mean")] if len(comp) else comp
     if len(mean):

@@ -28,7 +28,7 @@ from .extract import ActivationStore, NonFiniteActivationError
 # %% auto #0
 __all__ = ['ARCHITECTURES', 'MATRYOSHKA_FRACTIONS', 'KERNELS', 'SPARSE_MIN_SIZE', 'DENSITY_BIN', 'MODEL_FILE', 'METRICS_FILE',
            'PlantedDictionary', 'planted_dictionary', 'atom_recovery', 'Standardizer', 'SAEConfig', 'geometric_median',
-           'SAE', 'SAETrainer', 'sae_metrics', 'encode_all', 'train_sae', 'load_sae', 'sae_concepts']
+           'SAE', 'SAETrainer', 'sae_metrics', 'dead_text', 'encode_all', 'train_sae', 'load_sae', 'sae_concepts']
 
 # %% ../nbs/10_sae.ipynb #442a8a35
 @dataclass(frozen=True, eq=False)
@@ -749,6 +749,14 @@ def sae_metrics(sae: SAE, X, *, batch_size: int = 4096, standardized: bool = Fal
     _check_finite(data, rows, ids, info)
     if len(rows) == 0: raise ValueError("no rows to evaluate")
     return _metrics(sae, _standardized_batches(sae, data, rows, batch_size, standardized), len(rows), prefixes)
+
+# %% ../nbs/10_sae.ipynb #82a9e694
+def dead_text(metrics: dict, held_out: bool = True, fmt: str = ".0%") -> str:
+    "'dead 24% (of 192 latents, none fired on 250 held-out images)' from a `sae_metrics` dict."
+    n, m = metrics.get("n"), metrics.get("n_latents")
+    where = f"none fired on {n} {'held-out' if held_out else 'training'} images" if n else ""
+    parts = [x for x in (f"of {m} latents" if m else "", where) if x]
+    return f"dead {metrics['dead_fraction']:{fmt}}" + (f" ({', '.join(parts)})" if parts else "")
 
 # %% ../nbs/10_sae.ipynb #462519e9
 @torch.no_grad()

@@ -25,7 +25,7 @@ from .core import (LOCK_NAME, Config, _safe_name, _umask, _write_npy_atomic, fin
 from .evaluate import NamingContext, OfflineNamer, compare_tables, concept_latents, latent_concepts, name_latents
 from .extract import ActivationStore, NoReadableImagesError, extract
 from .rdx import RDXConfig
-from .sae import SAE, SAEConfig, encode_all, sae_concepts, train_sae
+from .sae import SAE, SAEConfig, dead_text, encode_all, sae_concepts, train_sae
 from .sweep import Sweep, layer_overview, rdx_sweep, resolve_poolings, usable_rows
 from .sweep import findings as sweep_findings
 from .viz import thumbnail
@@ -439,7 +439,7 @@ class SAERun:
     def __repr__(self) -> str:
         m = self.record["metrics"]
         return (f"SAERun({self.name}: {self.config.architecture} on {self.layer}/{self.pooling}, "
-                f"FVU {m['fvu']:.3f}, L0 {m['l0']:.1f}, dead {m['dead_fraction']:.1%})")
+                f"FVU {m['fvu']:.3f}, L0 {m['l0']:.1f}, {dead_text(m, self.config.val_fraction > 0, '.1%')})")
 
 # %% ../nbs/13_study.ipynb #f91eb410
 def _sae_identity(store: ActivationStore, layer: str, pooling: str, rows: np.ndarray) -> str:

@@ -373,7 +373,8 @@ def test_sae_table_counts_are_integers_and_dead_latents_are_called_out(built):
     sae = page[page.index('id="sae-0"'):]
     cells = re.findall(r'<td class="num">([^<]*)</td>', sae[:sae.index("Top latents")])
     assert cells and not any(re.fullmatch(r"\d+\.0", c) for c in cells), cells          # no "576.0"
-    assert ("never fire (dead)" in sae) == (run.metrics["dead_fraction"] > 0.5)
+    assert ("(dead there)" in sae) == (run.metrics["dead_fraction"] > 0.5)
+    assert f"none fired on {run.metrics['n']} held-out images" in sae          # what "dead" was measured on
 
 
 def test_enrichment_is_split_and_every_name_is_in_its_own_table(built):
