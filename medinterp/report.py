@@ -700,6 +700,20 @@ def _sae_units(ctx, k: int, name: str) -> list[tuple]:
              _latent_article(ctx, c, concepts, names, _anchor("sae", k, "latent", int(c.info.get("latent", -1)))))
             for j, c in enumerate(shown)]
 
+# %% ../nbs/15_report.ipynb #56ebbaf6
+def _sae_quality(m: dict, cfg, n_firing: int) -> str:
+    "An SAE's FVU, L0 and dead latents (with what they were measured on), and a note when most latents are dead there."
+    out = _kv([("FVU (held out)", _fmt(m.get("fvu"), ".4f")), ("L0 (active latents per image)", _fmt(m.get("l0"), ".2f")),
+               ("dead latents", esc(dead_text(m, cfg.val_fraction > 0, ".1%").removeprefix("dead "))
+                if m.get("dead_fraction") is not None else "–")])
+    dead = m.get("dead_fraction")
+    if isinstance(dead, (int, float)) and dead > 0.5:
+        out += (f'<p class="note">{dead:.0%} of the latents fired on none of the {esc(m.get("n", "?"))} images measured '
+                f'(dead there); {n_firing} latents fire on some image of the study. A smaller expansion or a larger k '
+                'would use more of them.</p>')
+    return out
+
+
 # %% ../nbs/15_report.ipynb #816ac71b
 def _sae_section(ctx, k: int, name: str, drawn: set) -> str:
     "SAE `name`: quality, dead latents, the MedSAE comparison and its headline, the bridge, and the drawn latents."
@@ -710,13 +724,7 @@ def _sae_section(ctx, k: int, name: str, drawn: set) -> str:
            f'<p class="small">{esc(cfg.architecture)} SAE on {esc(run.layer)} ({esc(run.pooling)}) · '
            f'{esc(m.get("n_latents", "?"))} latents, {len(concepts)} fire on some image · trained on '
            f'{len(run.record.get("rows", []))} images ({len(run.record.get("excluded", []))} left out)</p>',
-           _kv([("FVU (held out)", _fmt(m.get("fvu"), ".4f")), ("L0 (active latents per image)", _fmt(m.get("l0"), ".2f")),
-                ("dead latents", esc(dead_text(m, cfg.val_fraction > 0, ".1%").removeprefix("dead ")) if m.get("dead_fraction") is not None else "–")])]
-    dead = m.get("dead_fraction")
-    if isinstance(dead, (int, float)) and dead > 0.5:
-        out.append(f'<p class="note">{dead:.0%} of the latents fired on none of the {esc(m.get("n", "?"))} images measured '
-                   f'(dead there); {len(concepts)} latents fire on some image of the study. A smaller expansion or a '
-                   'larger k would use more of them.</p>')
+           _sae_quality(m, cfg, len(concepts))]
     out.append("<h4>MedSAE comparison: best raw dimension vs best SAE latent per label</h4>")
     mean = comp[(comp["subset"] == "full") & (comp["label"] == "mean")] if len(comp) else comp
     if len(mean):
