@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 
 from . import confounds
-from .core import PRECISIONS, DeviceUnavailableError, _write_npy_atomic, make_rng, write_json_atomic, write_text_atomic
+from .core import (LOCK_NAME, PRECISIONS, DeviceUnavailableError, _write_npy_atomic, make_rng, write_json_atomic,
+                            write_text_atomic, writer_lock)
 from .data import CXRDataset, ImageReadError
 from .evaluate import ALIVE_R
 from .extract import merge_stores
@@ -141,22 +142,22 @@ def merge_studies(out, shards) -> Study:
     images and options): their stores merged by `extract.merge_stores`, thumbnails and `images.csv` in shard order."""
     studies = sorted((Study.open(p) for p in shards), key=lambda s: s.store.row_offset)
     if not studies: raise ValueError("merge needs at least one shard study")
-    out = Path(out).expanduser()
-    if (out / "activations").exists(): raise FileExistsError(f"{out} already holds activations; merge into a new folder")
     first = studies[0].config
     if any(s.config.replace(name=first.name) != first for s in studies):
         raise ValueError("the shard studies differ in backbone, dataset or thumbnail size: " + ", ".join(str(s.path) for s in studies))
-    new = not out.exists()
-    study = Study.create(out, first.replace(name=out.name or "study"))
-    try:
-        with study.lock():
+    out = Path(out).expanduser()
+    with writer_lock(out):                    # one merger per folder: the checks and any clean-up run under its lock
+        if (out / "activations").exists(): raise FileExistsError(f"{out} already holds activations; merge into a new folder")
+        new = all(p.name == LOCK_NAME for p in out.iterdir())           # nothing there yet but the lock
+        try:
+            study = Study.create(out, first.replace(name=out.name or "study"))
             merge_stores([s.activations_dir for s in studies], study.activations_dir)
             texts = [s.images_path.read_text(encoding="utf-8") for s in studies]
             _write_npy_atomic(study.thumbnails_path, np.concatenate([np.asarray(s.thumbnails) for s in studies]))
             write_text_atomic(study.images_path, texts[0].split("\n", 1)[0] + "\n" + "".join(t.split("\n", 1)[1] for t in texts))
-    except BaseException:                     # a refused merge leaves no study behind that looks like one
-        if new: shutil.rmtree(out, ignore_errors=True)
-        raise
+        except BaseException:                 # a refused merge leaves no study behind that looks like one
+            if new: shutil.rmtree(out, ignore_errors=True)
+            raise
     return Study.open(out)
 
 
