@@ -700,6 +700,14 @@ def _sae_units(ctx, k: int, name: str) -> list[tuple]:
              _latent_article(ctx, c, concepts, names, _anchor("sae", k, "latent", int(c.info.get("latent", -1)))))
             for j, c in enumerate(shown)]
 
+# %% ../nbs/15_report.ipynb #adf9c5d8
+def _sae_rows(run) -> str:
+    "'2500 images: 2250 to train, 250 held out (0 left out)': the rows an SAE run used."
+    rows, left = len(run.record.get("rows", [])), len(run.record.get("excluded", []))
+    held = run.metrics.get("n") if run.config.val_fraction > 0 else 0
+    split = f": {rows - held} to train, {held} held out" if held else " (all to train and measure)"
+    return f"{rows} images{split} ({left} left out)"
+
 # %% ../nbs/15_report.ipynb #56ebbaf6
 def _sae_quality(m: dict, cfg, n_firing: int) -> str:
     "An SAE's FVU, L0 and dead latents (with what they were measured on), and a note when most latents are dead there."
@@ -722,8 +730,7 @@ def _sae_section(ctx, k: int, name: str, drawn: set) -> str:
     concepts, comp = run.concepts(), run.comparison()
     out = [f'<section class="sae" id="{_anchor("sae", k)}"><h3>SAE {esc(name)}</h3>',
            f'<p class="small">{esc(cfg.architecture)} SAE on {esc(run.layer)} ({esc(run.pooling)}) · '
-           f'{esc(m.get("n_latents", "?"))} latents, {len(concepts)} fire on some image · trained on '
-           f'{len(run.record.get("rows", []))} images ({len(run.record.get("excluded", []))} left out)</p>',
+           f'{esc(m.get("n_latents", "?"))} latents, {len(concepts)} fire on some image · {_sae_rows(run)}</p>',
            _sae_quality(m, cfg, len(concepts))]
     out.append("<h4>MedSAE comparison: best raw dimension vs best SAE latent per label</h4>")
     mean = comp[(comp["subset"] == "full") & (comp["label"] == "mean")] if len(comp) else comp

@@ -375,6 +375,8 @@ def test_sae_table_counts_are_integers_and_dead_latents_are_called_out(built):
     assert cells and not any(re.fullmatch(r"\d+\.0", c) for c in cells), cells          # no "576.0"
     assert ("(dead there)" in sae) == (run.metrics["dead_fraction"] > 0.5)
     assert f"none fired on {run.metrics['n']} held-out images" in sae          # what "dead" was measured on
+    rows, n = len(run.record["rows"]), run.metrics["n"]
+    assert f"{rows} images: {rows - n} to train, {n} held out" in sae
 
 
 def test_enrichment_is_split_and_every_name_is_in_its_own_table(built):
