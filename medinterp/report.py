@@ -398,10 +398,10 @@ def _skipped_list(study) -> pd.DataFrame:
 
 def _skipped_title(n: int) -> str: return f'{n} image{"s" if n != 1 else ""} could not be read'
 
-def _skipped_section(study, first: int = 5) -> str:
-    """'N images could not be read' with the reasons counted and the first `first` listed by metadata row and kind (file
-    names can hold patient ids, so the report names none, even with `include_ids`); '' when none was skipped."""
-    t = _skipped_list(study)
+def _skipped_section(t: pd.DataFrame, first: int = 5) -> str:
+    """'N images could not be read' from the `_skipped_list` table `t`, with the reasons counted and the first `first`
+    listed by metadata row and kind (file names can hold patient ids, so the report names none, even with
+    `include_ids`); '' when none was skipped."""
     if not len(t): return ""
     recs = t.to_dict("records")
     where = lambda r: f"metadata row {r['row']}" if str(r["row"]).strip() else "no metadata row"
@@ -842,8 +842,7 @@ and its most informative latents with their top-activating images.</p>
 requests: every picture and its one script are inside it.</p></section>"""
 
 # %% ../nbs/15_report.ipynb #a817d4a8
-def _contents(sweep, study) -> str:
-    n_skipped = len(_skipped_list(study))
+def _contents(sweep, study, n_skipped: int = 0) -> str:
     toc = ['<nav id="contents"><b>Contents</b><ol>',
            *([f'<li><a href="#skipped">{_skipped_title(n_skipped)}</a></li>'] if n_skipped else []),
            '<li><a href="#audit">The data, before any model</a></li>',
@@ -885,7 +884,7 @@ def _page(ctx, heading: str, drawn: set, pics: _Pictures) -> str:
         f"<main><header><h1>{esc(heading)}</h1>"
         f'<p class="muted small">medinterp {esc(medinterp.__version__)} · written {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M} UTC'
         f" · {len(drawn)} of {len(ctx['order'])} concept and latent articles drawn within {ctx['cap_mb']:g} MB</p></header>",
-        _skipped_section(study), _audit_section(ctx["audit"]), _summary_section(sweep, ctx["summaries"], ctx["findings"]), _contents(sweep, study), _about(study, sweep, ctx["include_ids"]),
+        _skipped_section(ctx["skipped"]), _audit_section(ctx["audit"]), _summary_section(sweep, ctx["summaries"], ctx["findings"]), _contents(sweep, study, len(ctx["skipped"])), _about(study, sweep, ctx["include_ids"]),
         _provenance_section(study, ctx["include_ids"], {}), _overview_section(study, sweep),
         '<section id="pairs"><h2>Layer pairs</h2>' + ("\n".join(pairs) or '<p class="note">No RDX sweep yet (run '
                                                         '<code>study.run_rdx()</code>).</p>') + "</section>",
@@ -935,7 +934,7 @@ def export_html(study, path=None, *, include_ids: bool = False, max_concepts: in
            "max_latents": int(max_latents), "enrichment_rows": int(enrichment_rows), "snapshots": bool(snapshots),
            "snapshot_k": int(snapshot_k), "cap_mb": float(size_budget_mb), "pos": {str(x): r for r, x in enumerate(ids)},
            "caption": (lambda r: str(ids[int(r)])) if include_ids else (lambda r: str(int(r))),
-           "summaries": sweep.summaries() if sweep is not None else [], "projections": {}, "audit": study.audit(),
+           "summaries": sweep.summaries() if sweep is not None else [], "projections": {}, "audit": study.audit(), "skipped": _skipped_list(study),
            "findings": study.findings() if sweep is not None and sweep.record.get("label_names") else None, "n_rdx": len(sweep.rows) if sweep is not None else 0}
     done = [(i, a, b) for i, (a, b) in enumerate(sweep.pairs) if sweep.done(i)] if sweep is not None else []
     bar = None

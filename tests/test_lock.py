@@ -56,6 +56,15 @@ def run_writer(data, out, mode, marker, popen=False):
     return subprocess.run(args, capture_output=True, text=True, timeout=300)
 
 
+def start_holding_writer(data, out, marker):
+    "A writer process that has taken the study's lock and waits (before its first batch) for `marker`.go."
+    a = run_writer(data, out, "slow", marker, popen=True)
+    deadline = time.time() + 180
+    while not marker.exists() and a.poll() is None and time.time() < deadline: time.sleep(0.05)
+    if a.poll() is not None: pytest.fail(f"the writer ended before it was holding the lock: {a.communicate()}")
+    return a
+
+
 def temporaries(folder: Path) -> list[str]:
     "Every `.*.tmp` file or `.*.partial` folder anywhere under `folder` (and beside it)."
     found = [p for p in folder.rglob(".*") if p.name.endswith((".tmp", ".partial"))]
@@ -91,11 +100,8 @@ def holder_line(stderr: str) -> str:
 
 def test_second_study_writer_is_refused_at_once_and_the_first_store_is_exact(phantoms, ref, tmp_path):
     out, marker = tmp_path / "s", tmp_path / "started"
-    a = run_writer(phantoms.root, out, "slow", marker, popen=True)
+    a = start_holding_writer(phantoms.root, out, marker)
     try:
-        deadline = time.time() + 180
-        while not marker.exists() and a.poll() is None and time.time() < deadline: time.sleep(0.05)
-        assert a.poll() is None, f"the first writer ended before the second started: {a.communicate()}"
         record = json.loads((out / LOCK_NAME).read_text())
         assert record["pid"] == a.pid and "slow" in record["command"]
         b = run_writer(phantoms.root, out, "fast", tmp_path / "unused")
@@ -156,11 +162,8 @@ def test_a_dead_holders_lock_is_taken_over_with_a_note(phantoms, ref, tmp_path):
 
 def test_a_killed_run_then_a_rerun_leaves_no_temporaries(phantoms, ref, tmp_path):
     out, marker = tmp_path / "s", tmp_path / "started"
-    a = run_writer(phantoms.root, out, "slow", marker, popen=True)
+    a = start_holding_writer(phantoms.root, out, marker)
     try:
-        deadline = time.time() + 180
-        while not marker.exists() and a.poll() is None and time.time() < deadline: time.sleep(0.05)
-        assert a.poll() is None, a.communicate()
         os.kill(a.pid, signal.SIGKILL); a.wait(30)
     finally:
         if a.poll() is None: a.kill(); a.wait()
