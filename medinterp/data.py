@@ -782,9 +782,11 @@ class CXRDataset:
     `index` needs `id` and `path` (relative paths resolve against `root`), optionally `patient_id` (blank -> the
     image id); `label_names` are its label columns; every other column is metadata. `skipped` lists items left out
     while loading (`path`, `reason`, `row`). An `index` named `row` (the readers') holds each image's line in its CSV. Duplicate ids raise, or with `on_error='skip'` keep the first. `kinds`
-    ({column: kind}) declares column kinds; the others follow `column_kinds`."""
+    ({column: kind}) declares column kinds; the others follow `column_kinds`. `min_size` refuses an image whose smaller
+    side is below it when `image` decodes it (the readers pass theirs, so `verify='none'` still refuses it, at extraction)."""
     def __init__(self, index: pd.DataFrame, label_names=(), *, root=None, skipped=None, name: str = "",
-                 on_error: str = "raise", unreferenced: int = 0, kinds: dict | None = None):
+                 on_error: str = "raise", unreferenced: int = 0, kinds: dict | None = None,
+                 min_size: int | None = None):
         probs = _Problems(on_error)
         label_names = _checked_labels(index, label_names)
         df, ids = _unique_ids(_with_metadata_rows(index), on_error, probs)
@@ -811,7 +813,7 @@ class CXRDataset:
         recs = [] if skipped is None else (skipped.to_dict("records") if isinstance(skipped, pd.DataFrame) else list(skipped))
         self.skipped = _skipped_frame([{k: (None if _is_blank(r.get(k)) else r.get(k)) for k in ("path", "reason", "row")}
                                        for r in recs] + probs.records)
-        self.name, self.unreferenced = str(name), int(unreferenced)
+        self.name, self.unreferenced, self.min_size = str(name), int(unreferenced), min_size
         if self.root is None and paths:
             try: self.root = Path(os.path.commonpath([os.path.dirname(p) for p in paths]))
             except ValueError: self.root = None
@@ -878,8 +880,8 @@ def _pos(self: CXRDataset, i) -> int:
 
 @patch
 def image(self: CXRDataset, i: int, *, window=None) -> np.ndarray:
-    "Decode image `i` (float32 H x W in [0, 1])."
-    return read_image(self._index["path"].iat[self._pos(i)], window=window)
+    "Decode image `i` (float32 H x W in [0, 1]); one smaller than the dataset's `min_size` raises `ImageReadError`."
+    return read_image(self._index["path"].iat[self._pos(i)], window=window, min_size=self.min_size)
 
 # %% ../nbs/01_data.ipynb #1317de04
 @patch
@@ -896,7 +898,7 @@ def __getitem__(self: CXRDataset, i):
 # %% ../nbs/01_data.ipynb #c9cab519
 @patch
 def subset(self: CXRDataset, indices, name: str | None = None) -> CXRDataset:
-    "A new dataset with the rows `indices` (ints, a boolean mask or a slice), in that order; `skipped` and `kinds` are kept."
+    "A new dataset with the rows `indices` (ints, a boolean mask or a slice), in that order; `skipped`, `kinds` and `min_size` are kept."
     rows = np.arange(len(self))
     if isinstance(indices, slice): rows = rows[indices]
     else:
@@ -908,7 +910,7 @@ def subset(self: CXRDataset, indices, name: str | None = None) -> CXRDataset:
     index = self._index.iloc[rows]
     if self._metadata_rows is not None: index = index.set_axis(pd.Index(self._metadata_rows[rows], name="row"))
     return CXRDataset(index, self._labels, root=self.root, skipped=self.skipped,
-                      name=self.name if name is None else name, kinds=self._kinds)
+                      name=self.name if name is None else name, kinds=self._kinds, min_size=self.min_size)
 
 # %% ../nbs/01_data.ipynb #1aafed14
 @patch
@@ -1099,7 +1101,8 @@ def _assemble(cls: CXRDataset, frame: pd.DataFrame, *, bases, scan_root=None, fm
     if probs.records:
         warnings.warn(f"{name or 'dataset'}: {len(probs.records)} item(s) skipped; see ds.skipped", stacklevel=3)
     kinds = {c: k for c, k in (kinds or {}).items() if c in df.columns or c in BASE_META}   # DICOM columns may not come
-    return cls(df, label_names, root=root, skipped=probs.records, name=name, unreferenced=unref, kinds=kinds)
+    return cls(df, label_names, root=root, skipped=probs.records, name=name, unreferenced=unref, kinds=kinds,
+               min_size=min_size)
 
 # %% ../nbs/01_data.ipynb #54850a68
 @patch(cls_method=True)

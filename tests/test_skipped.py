@@ -140,25 +140,27 @@ def test_no_section_when_every_image_was_read(tmp_path):
 
 
 def test_unreadable_at_extraction_fill_images_csv_and_the_lists(tmp_path):
-    "verify='none' defers decoding to extraction: those rows are NaN, with their reason in images.csv and skipped.csv."
+    """verify='none' defers decoding to extraction: those rows are NaN, with their reason in images.csv and skipped.csv;
+    the 1x1 image is refused there by the dataset's min_size (it was extracted, upscaled, before)."""
     d = bad_folder(tmp_path / "bad")
     s = new_study(tmp_path / "s")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         s.extract(load(d, verify="none"), tiny_backbone(2), on_error="skip", **KW)
     img = s.images.set_index("id")
-    for i in ("truncated", "empty", "text", "nopix1", "nopix2"):
+    for i in ("truncated", "empty", "text", "tiny", "nopix1", "nopix2"):
         assert img.loc[i, "error"] != ""
+    assert "too small: 1x1" in img.loc["tiny", "error"]
     assert (img.loc[["good0", "good1", "good2"], "error"] == "").all()
     sk = s.store.skipped
-    assert set(sk.loc[sk["stage"] == "extract", "path"]) == {"truncated.png", "empty.png", "text.png", "nopix1.dcm", "nopix2.dcm"}
+    assert set(sk.loc[sk["stage"] == "extract", "path"]) == {"truncated.png", "empty.png", "text.png", "tiny.png", "nopix1.dcm", "nopix2.dcm"}
     assert set(sk.loc[sk["stage"] == "load", "path"]) == {"missing.png", "good0.png"}
     assert sorted(s.skipped()["file"]) == sorted(sk["path"])
-    assert (~s.store.valid).sum() == 5
+    assert (~s.store.valid).sum() == 6
     csv_line = {f: i + 2 for i, f in enumerate(pd.read_csv(d / "meta.csv")["path"])}   # the header is line 1
     table = pd.read_csv(s.path / "skipped.csv", dtype=str, keep_default_na=False)
-    late = table[table["file"].isin(["truncated.png", "empty.png", "text.png", "nopix1.dcm", "nopix2.dcm"])]
-    assert len(late) == 5 and all(int(r) == csv_line[f] for f, r in zip(late["file"], late["row"]))   # traced to the CSV
+    late = table[table["file"].isin(["truncated.png", "empty.png", "text.png", "tiny.png", "nopix1.dcm", "nopix2.dcm"])]
+    assert len(late) == 6 and all(int(r) == csv_line[f] for f, r in zip(late["file"], late["row"]))   # traced to the CSV
 
 
 def test_merge_keeps_load_skips_once_and_shifts_extraction_rows(tmp_path):
@@ -172,7 +174,7 @@ def test_merge_keeps_load_skips_once_and_shifts_extraction_rows(tmp_path):
         whole = extract(ds, b, None, tmp_path / "whole", on_error="skip", verbose=False, **KW)
     merged = merge_stores(parts, tmp_path / "m")
     key = lambda t: sorted(map(str, t[["row", "path", "reason", "stage"]].astype(str).values.tolist()))
-    assert key(merged.skipped) == key(whole.skipped) and len(merged.skipped) == 7
+    assert key(merged.skipped) == key(whole.skipped) and len(merged.skipped) == 8
     assert (merged.valid == whole.valid).all()
 
 
@@ -203,14 +205,14 @@ def test_zero_readable_images_raise_with_counted_causes(tmp_path):
 def test_every_row_unreadable_at_extraction_raises_and_stages_refuse(tmp_path):
     d = tmp_path / "allbad"
     write_bad_files(d, good=0)
-    (d / "tiny.png").unlink()
-    ds = CXRDataset.from_folder(d, verify="none")
+    ds = CXRDataset.from_folder(d, verify="none")                   # nothing checked: the 1x1 image is refused later
     s = new_study(tmp_path / "s")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        with pytest.raises(NoReadableImagesError, match="0 of 5 images could be read: 2 DICOM without pixel data"):
+        with pytest.raises(NoReadableImagesError, match="0 of 6 images could be read: 2 DICOM without pixel data, "
+                                                        "2 not an image, 1 too small, 1 undecodable"):
             s.extract(ds, tiny_backbone(2), on_error="skip", **KW)
-    assert len(s.skipped()) == 5
+    assert len(s.skipped()) == 6
     with pytest.raises(NoReadableImagesError, match="run_rdx: the study .* is empty"):
         s.run_rdx(progress=False)
     with pytest.raises(NoReadableImagesError):
