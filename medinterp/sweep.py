@@ -30,8 +30,8 @@ from .rdx import (DIRECTIONS, RDXConfig, RDXResult, available_memory, estimate_m
 
 # %% auto #0
 __all__ = ['SWEEP_FORMAT', 'ENGINES', 'KIND_PHRASES', 'ABSENT_VALUES', 'CONCEPT_FACTOR_COLUMNS', 'MEASURES', 'FINDING_COLUMNS',
-           'consecutive_pairs', 'resolve_poolings', 'usable_rows', 'pair_dirname', 'Sweep', 'rdx_sweep',
-           'concept_factors', 'transition_summary', 'depth_profile', 'findings', 'finding_lines',
+           'SUMMARIES_VERSION', 'consecutive_pairs', 'resolve_poolings', 'usable_rows', 'pair_dirname', 'Sweep',
+           'rdx_sweep', 'concept_factors', 'transition_summary', 'depth_profile', 'findings', 'finding_lines',
            'transition_summaries', 'sweep_depth_profile', 'write_readings', 'layer_overview']
 
 # %% ../nbs/09_sweep.ipynb #69a834dd
@@ -508,9 +508,11 @@ def sweep_depth_profile(sweep: Sweep, direction: str = "10", *, measure: str = "
                           for i, (a, b) in enumerate(sweep.pairs) if sweep.done(i)], measure=measure)
 
 # %% ../nbs/09_sweep.ipynb #d63f4570
+SUMMARIES_VERSION = 2
+
 def write_readings(sweep: Sweep) -> Sweep:
     "Write `summaries.json` and `depth_profile.csv` (direction 10, purity) into the sweep folder, atomically."
-    write_json_atomic(sweep.path / "summaries.json", {"format": "medinterp.transition_summaries", "version": 1,
+    write_json_atomic(sweep.path / "summaries.json", {"format": "medinterp.transition_summaries", "version": SUMMARIES_VERSION,
                                                        "summaries": transition_summaries(sweep)})
     csv = sweep_depth_profile(sweep).reset_index().to_csv(index=False).encode()
     write_bytes_atomic(sweep.path / "depth_profile.csv", csv)
@@ -519,9 +521,10 @@ def write_readings(sweep: Sweep) -> Sweep:
 # %% ../nbs/09_sweep.ipynb #e5cacee1
 @patch
 def summaries(self: Sweep) -> list[dict]:
-    "The saved transition summaries (computed when the sweep predates them)."
+    "The saved transition summaries (computed afresh when the sweep predates them or saved another `SUMMARIES_VERSION`)."
     f = self.path / "summaries.json"
-    return json.loads(f.read_text(encoding="utf-8"))["summaries"] if f.is_file() else transition_summaries(self)
+    saved = json.loads(f.read_text(encoding="utf-8")) if f.is_file() else {}
+    return saved["summaries"] if saved.get("version") == SUMMARIES_VERSION else transition_summaries(self)
 
 # %% ../nbs/09_sweep.ipynb #f4668cc0
 @patch
