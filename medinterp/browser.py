@@ -18,7 +18,7 @@ import pandas as pd
 
 from .compare import knn_indices
 from .concepts import describe_concept
-from .core import _safe_name, _write_npy_atomic, fingerprint, write_json_atomic, write_text_atomic
+from .core import _safe_name, _write_npy_atomic, edit_lock, fingerprint, write_json_atomic, write_text_atomic
 from .evaluate import concept_latents, label_correlation
 from .rdx import DIRECTIONS, affinity, pair_difference
 from .rdx import snapshot as rdx_snapshot
@@ -114,7 +114,8 @@ class BrowserModel:
         done = [i for i, d in enumerate(self.done) if d]
         self._precompute(done, affinity == "eager" and self.n <= MAX_AFFINITY_N, progress)
         self.overview = self._overview()
-        self._notes = self._read_notes()
+        self._notes, self._notes_seen = {}, ()         # nothing read yet: the next line reads (and checks) notes.json
+        self._current_notes()
         self.state = dict.fromkeys(STATE_KEYS)
         self.state.update(direction="10", color_by="concept", tab="rdx", show_flagged=False)
         if study.saes:
@@ -199,6 +200,12 @@ def _load_projection(self: BrowserModel, layer: str) -> np.ndarray:
     return P
 
 # %% ../nbs/14_browser.ipynb #f1e28b24
+def _notes_stamp(path: Path):
+    "What tells one version of `path` from the next (atomic writes replace the file); None while it does not exist."
+    try: st = path.stat()
+    except FileNotFoundError: return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
 @patch
 def _read_notes(self: BrowserModel) -> dict:
     p = self.study.notes_path
@@ -206,6 +213,13 @@ def _read_notes(self: BrowserModel) -> dict:
     rec = json.loads(p.read_text(encoding="utf-8"))
     if rec.get("format") != NOTES_FORMAT: raise ValueError(f"{p} is not a medinterp notes file")
     return {(n["scope"], n["concept"]): n for n in rec["notes"]}
+
+@patch
+def _current_notes(self: BrowserModel) -> dict:
+    "The study's notes as saved now: `notes.json` is read again when it changed since this model last read it."
+    stamp = _notes_stamp(self.study.notes_path)
+    if stamp != self._notes_seen: self._notes, self._notes_seen = self._read_notes(), stamp
+    return self._notes
 
 # %% ../nbs/14_browser.ipynb #3993d692
 @patch
@@ -769,16 +783,19 @@ def set_note(self: BrowserModel, key: str, text: str, *, pair=None, direction=No
     fields, concepts, cfg = self._scope(pair, direction, sae)
     if key not in concepts.keys: raise KeyError(f"no concept {key!r} in {fields['scope']}; concepts: {list(concepts.keys[:20])}")
     if not isinstance(text, str): raise TypeError(f"a note must be a string, got {type(text).__name__}")
-    ident = (fields["scope"], key)
-    if text.strip():
-        self._notes[ident] = {**fields, "concept": key, "name": concepts[key].name, "text": text, "config_fingerprint": cfg,
-                              "concepts_fingerprint": concepts.fingerprint(),
-                              "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    elif ident in self._notes: del self._notes[ident]
-    else: return self
-    write_json_atomic(self.study.notes_path, {"format": NOTES_FORMAT, "version": 1, "study": self.study.config.name,
-                                              "notes": list(self._notes.values())})
-    with self._changes(): self._pending.add("notes")
+    ident, p, before = (fields["scope"], key), self.study.notes_path, dict(self._notes)
+    with edit_lock(p):                                  # another browser may be saving this study's notes too
+        notes = dict(self._current_notes())
+        old = notes.pop(ident, None)
+        if text.strip():
+            notes[ident] = {**fields, "concept": key, "name": concepts[key].name, "text": text, "config_fingerprint": cfg,
+                            "concepts_fingerprint": concepts.fingerprint(), "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        if text.strip() or old is not None:
+            write_json_atomic(p, {"format": NOTES_FORMAT, "version": 1, "study": self.study.config.name,
+                                  "notes": list(notes.values())})
+        self._notes, self._notes_seen = notes, _notes_stamp(p)
+    if notes != before:
+        with self._changes(): self._pending.add("notes")
     return self
 
 # %% ../nbs/14_browser.ipynb #dd1c1d2c
@@ -787,14 +804,14 @@ def note(self: BrowserModel, key: str | None = None, *, pair=None, direction=Non
     "The note on concept `key` (default: the selected concept, or the selected latent with `sae=`); '' if none."
     fields, _, _ = self._scope(pair, direction, sae)
     if key is None: key = f"latent{self.state['latent']}" if sae is not None else self.state["concept"]
-    n = self._notes.get((fields["scope"], key))
+    n = self._current_notes().get((fields["scope"], key))
     return "" if n is None else n["text"]
 
 # %% ../nbs/14_browser.ipynb #5ca23517
 @patch
 def notes(self: BrowserModel) -> pd.DataFrame:
     "All notes of the study (`NOTE_COLUMNS`)."
-    return pd.DataFrame(list(self._notes.values()), columns=list(NOTE_COLUMNS)).fillna("")
+    return pd.DataFrame(list(self._current_notes().values()), columns=list(NOTE_COLUMNS)).fillna("")
 
 # %% ../nbs/14_browser.ipynb #c6d2cb93
 @patch

@@ -36,7 +36,7 @@ __all__ = ['SeedLike', 'DATA_ENV', 'PRECISIONS', 'TEMP_PATTERNS', 'LOCK_NAME', '
            'make_rng', 'make_rng_seed', 'spawn_rngs', 'derive_seed', 'torch_generator', 'data_dir', 'data_path',
            'DeviceUnavailableError', 'select_device', 'autocast', 'write_bytes_atomic', 'write_text_atomic',
            'write_json_atomic', 'atomic_dir', 'provenance', 'save_config', 'load_config', 'StudyLockedError',
-           'remove_stale_temporaries', 'writer_lock']
+           'remove_stale_temporaries', 'writer_lock', 'edit_lock']
 
 # %% ../nbs/00_core.ipynb #82a87a04
 def _coerce(value, tp):
@@ -404,3 +404,15 @@ def writer_lock(folder, *, lock_file=None, temporaries=(), keep=()):
                 del _HELD[key]
                 try: os.ftruncate(held[0], 0)             # a clean exit leaves no record to take over
                 finally: fcntl.flock(held[0], fcntl.LOCK_UN); os.close(held[0])
+
+# %% ../nbs/00_core.ipynb #838e1f4a
+@contextmanager
+def edit_lock(path):
+    "Wait for, then hold, the exclusive lock for one read-change-write of the file `path` (see above)."
+    path = Path(path)
+    if fcntl is None: yield; return
+    fd = os.open(path.parent / f".{path.name}.lock", os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally: os.close(fd)                             # closing the file releases the flock
