@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import linecache
 import pickle
 import re
 import shutil
@@ -485,23 +486,29 @@ def _is_user_error(e: BaseException) -> bool:
     "An error the user can fix: one of `USER_ERRORS`, or of a class (or subclass of one) named in `USER_ERROR_NAMES`."
     return isinstance(e, USER_ERRORS) or any(c.__name__ in USER_ERROR_NAMES for c in type(e).__mro__)
 
-def _library_origin(e: BaseException) -> str | None:
-    "The package (numpy, torch, json, ...) whose code raised `e` (its innermost frame), or None for medinterp's own."
-    tb, mod = e.__traceback__, None
-    while tb is not None: mod, tb = tb.tb_frame.f_globals.get("__name__", ""), tb.tb_next
-    top = (mod or "").split(".")[0]
-    return None if top in ("", "medinterp", "__main__") else top
+def _error_origin(e: BaseException) -> str | None:
+    """Where `e` was raised, unless by one of medinterp's checks (a line of medinterp with a `raise` statement): 'inside
+    numpy' for another package's code, 'at medinterp.study line 88' for a medinterp line without one; else None."""
+    tb = e.__traceback__
+    if tb is None: return None
+    while tb.tb_next is not None: tb = tb.tb_next
+    mod = tb.tb_frame.f_globals.get("__name__", "") or ""
+    top = mod.split(".")[0]
+    if top in ("", "__main__"): return None
+    if top != "medinterp": return f"inside {top}"
+    line = linecache.getline(tb.tb_frame.f_code.co_filename, tb.tb_lineno)
+    return None if re.search(r"\braise\b", line) else f"at {mod} line {tb.tb_lineno}"
 
 def _one_line(e: BaseException) -> str:
     """The error's message on one line (a permission error as 'cannot write or read PATH'). A `ValueError`/`KeyError`
-    that medinterp did not raise itself says where it came from: bad input there is likely, but so is a bug."""
+    that is not one of medinterp's checks says where it came from (`_error_origin`): it may be a bug."""
     if isinstance(e, PermissionError) and e.filename:
         return f"cannot write or read {e.filename}: permission denied (choose a folder you may write to)"
     msg = e.args[0] if isinstance(e, KeyError) and e.args else e
     line = " ".join(str(msg).split()) or type(e).__name__
-    origin = _library_origin(e) if isinstance(e, (ValueError, KeyError)) else None
-    if origin: line += (f" ({type(e).__name__} raised inside {origin}: if the input is right this may be a bug; "
-                        "medinterp --debug ... shows where)")
+    origin = _error_origin(e) if isinstance(e, (ValueError, KeyError)) else None
+    if origin: line += (f" ({type(e).__name__} raised {origin}, not by one of medinterp's checks: if the input is right "
+                        "this may be a bug; medinterp --debug ... shows where)")
     return line
 
 def main(argv=None) -> int:

@@ -15,7 +15,7 @@ import pytest
 
 from medinterp.cli import main
 from medinterp.sweep import finding_lines
-from medinterp.study import Study
+from medinterp.study import Study, StudyConfig
 
 CALL = "import sys; from medinterp.cli import main; sys.exit(main(sys.argv[1:]))"
 
@@ -174,6 +174,7 @@ def _one_line_error(r, needle):
     assert r.returncode == 2, (r.returncode, r.stderr[-2000:])
     err = r.stderr.strip()
     assert "Traceback" not in err and len(err.splitlines()) == 1 and needle in err, err
+    assert "not by one of medinterp's checks" not in err, err                  # each is a check of medinterp's own
 
 
 def _hostile_checkpoint(folder: Path, weights: bytes) -> Path:
@@ -268,6 +269,24 @@ def test_errors_of_other_modules_are_caught_by_class_name(monkeypatch, capsys):
     assert main(["report", "--study", "x"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "raised inside json" in err and "--debug" in err, err
+
+
+def test_an_unchecked_error_in_medinterp_says_it_may_be_a_bug(monkeypatch, capsys, tmp_path):
+    "A KeyError from a medinterp line with no `raise` (a lookup its checks did not guard) names that line."
+    import medinterp.cli as cli
+    from medinterp.core import load_config
+    (tmp_path / "config.json").write_text('{"config_type": "StudyConfig"}')       # right type, no 'config' entry
+    monkeypatch.setattr(cli, "_dispatch", lambda a, progress: load_config(tmp_path, StudyConfig))
+    assert main(["report", "--study", "x"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert re.fullmatch(r"medinterp report: error: config \(KeyError raised at medinterp\.core line \d+, not by one of "
+                        r"medinterp's checks: if the input is right this may be a bug; medinterp --debug \.\.\. shows "
+                        r"where\)", err), err
+    from medinterp.rdx import RDXConfig
+    monkeypatch.setattr(cli, "_dispatch", lambda a, progress: load_config(tmp_path, RDXConfig))   # a check: plain
+    assert main(["report", "--study", "x"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("holds a StudyConfig, not a RDXConfig"), err
 
 
 def test_cli_parity_options_reach_the_library(tiny_vit, tmp_path):
