@@ -175,14 +175,19 @@ def test_pair_and_direction_switch(browser_page):
 
 
 def test_probe_frames_the_tile_and_redraws_the_snapshot(browser_page):
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     driver = browser_page
     snap = _one(driver, "img.mi-snapshot").get_attribute("src")
-    caption = [c for c, t in _tiles(driver) if "mi-probed" not in t.get_attribute("class")][-1]
-    titled = lambda: f"probe {caption}" in _text(driver, ".mi-snapshot-title")
-    for _ in range(3):          # a click can land while the previous test's redraw replaces the tiles: click a fresh one
-        tile = next(t for c, t in _tiles(driver) if c == caption)
-        _click(driver, tile.find_element(By.CSS_SELECTOR, ".mi-probe-button"))
+    caption, titled = None, lambda: caption is not None and f"probe {caption}" in _text(driver, ".mi-snapshot-title")
+    for _ in range(4):
+        # the previous test's direction switch may still be redrawing the grid (another concept, other tiles): pick
+        # the tile to probe from the tiles on the page now, and pick again if the click landed on a grid being replaced
+        try:
+            caption, tile = [(c, t) for c, t in _tiles(driver) if "mi-probed" not in t.get_attribute("class")][-1]
+            _click(driver, tile.find_element(By.CSS_SELECTOR, ".mi-probe-button"))
+        except StaleElementReferenceException:
+            time.sleep(1); continue
         if _wait(titled, 10): break
     assert titled(), ("the snapshot title does not name the probed image", caption, _text(driver, ".mi-snapshot-title"))
     framed = lambda: [c for c, t in _tiles(driver) if "mi-probed" in t.get_attribute("class")] == [caption]
