@@ -785,7 +785,7 @@ def set_note(self: BrowserModel, key: str, text: str, *, pair=None, direction=No
     if not isinstance(text, str): raise TypeError(f"a note must be a string, got {type(text).__name__}")
     ident, p, before = (fields["scope"], key), self.study.notes_path, dict(self._notes)
     with edit_lock(p):                                  # another browser may be saving this study's notes too
-        notes = dict(self._current_notes())
+        notes = self._read_notes()                      # the file as it is now (not trusting a stamp while writing)
         old = notes.pop(ident, None)
         if text.strip():
             notes[ident] = {**fields, "concept": key, "name": concepts[key].name, "text": text, "config_fingerprint": cfg,
